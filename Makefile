@@ -1,0 +1,26 @@
+# `make run` and `make test` set everything up on a fresh machine, then run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PLUGINS := plugins/letsgo_stripe plugins/letsgo_slack plugins/example_orders
+
+.PHONY: setup run test bench bench-quick soak clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PLUGINS))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+		-r requirements-dev.txt -e '.[aws]' $(addprefix -e ,$(PLUGINS))
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/letsgo-worker serve
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .letsgo .pytest_cache
