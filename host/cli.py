@@ -1,0 +1,184 @@
+"""The ``letsgo-worker`` command line. Each subcommand's work lives in its concern's module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from host import __version__
+from host.errors import StartupError
+
+#: Exit status for bad usage or input, as argparse uses.
+EXIT_USAGE = 2
+
+
+def _command(target: str):
+    """A lazy reference to ``module:function``; the module is imported only when run."""
+
+    def run(args: argparse.Namespace) -> int:
+        module_name, function_name = target.split(":")
+        return getattr(importlib.import_module(module_name), function_name)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="letsgo-worker",
+        description="Run and inspect a letsgo-worker: SaaS background work on AWS Lambda + SQS and locally.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser("serve", help="run the local runtime: HTTP intake, durable queue, scheduler")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1, LETSGO_WORKER_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 3002, PORT)")
+    serve.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db, LETSGO_WORKER_DB)")
+    serve.add_argument("--sqs", metavar="QUEUE_URL", help="read a real SQS queue instead of the local one")
+    serve.set_defaults(run=_command("host.serve:cli_serve"))
+
+    send = commands.add_parser("send", help="enqueue one message on the local server (or SQS)")
+    send.add_argument("type", help="message type, e.g. OrderNew")
+    send.add_argument("payload", nargs="?", help="payload as JSON (default null)")
+    send.add_argument("--file", help="read the payload JSON from this file")
+    send.add_argument("--delay", type=int, default=0, help="delay in seconds, 0-900")
+    send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
+    send.set_defaults(run=_command("host.queue:cli_send"))
+
+    invoke = commands.add_parser("invoke", help="run lambda_entry.handler on an event file and print its JSON result")
+    invoke.add_argument("event", metavar="EVENT.json", help="event file ('-' for stdin)")
+    invoke.add_argument("--timeout-ms", type=int, default=900_000, help="the simulated function timeout")
+    invoke.set_defaults(run=_command("host.invoke:cli_invoke"))
+
+    plugins = commands.add_parser("plugins", help="list loaded plugins")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(run=cli_plugins)
+
+    types = commands.add_parser("types", help="list registered message types")
+    types.add_argument("--json", action="store_true", help="print JSON with each payload's JSON Schema")
+    types.set_defaults(run=cli_types)
+
+    schedule = commands.add_parser("schedule", help="schedule expressions")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", required=True)
+    next_ = schedule_commands.add_parser("next", help="print the next fire instants of an expression, in UTC")
+    next_.add_argument("expression", metavar="EXPR", help="rate(...), cron(...) or at(...)")
+    next_.add_argument("--tz", default=None, help="IANA time zone (default LETSGO_WORKER_SCHEDULE_TIMEZONE or UTC)")
+    next_.add_argument("--after", help="ISO-8601 instant to start after (for rate(): the schedule's start)")
+    next_.add_argument("--count", type=int, default=5, help="how many instants (default 5)")
+    next_.add_argument("--json", action="store_true", help="print a JSON list")
+    next_.set_defaults(run=_command("host.schedule:cli_schedule_next"))
+
+    dlq = commands.add_parser("dlq", help="inspect the local dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="show dead-lettered messages with their reasons")
+    dlq_list.add_argument("--json", action="store_true", help="print JSON")
+    redrive = dlq_commands.add_parser("redrive", help="move messages back to the queue")
+    redrive.add_argument("ids", nargs="*", metavar="ID", help="message ids")
+    redrive.add_argument("--all", action="store_true", help="every dead-lettered message")
+    purge = dlq_commands.add_parser("purge", help="delete every dead-lettered message")
+    for sub in (dlq_list, redrive, purge):
+        sub.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db)")
+    dlq.set_defaults(run=_command("host.local_queue:cli_dlq"))
+
+    keygen = commands.add_parser("keygen", help="write a new RSA key pair for the worker's access tokens")
+    keygen.add_argument("--out", default=".letsgo/worker-key.pem", help="private key file to write")
+    keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    keygen.set_defaults(run=_command("host.api:cli_keygen"))
+
+    token = commands.add_parser("token", help="print an access token for the app's API")
+    token.set_defaults(run=_command("host.api:cli_token"))
+    return parser
+
+
+def _setup_logging() -> None:
+    import os
+
+    level = os.environ.get("LETSGO_WORKER_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(
+        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _started_worker():
+    from host.worker import get_worker
+
+    worker = get_worker()
+    for problem in worker.problems:
+        print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
+    return worker
+
+
+def cli_plugins(args: argparse.Namespace) -> int:
+    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types."""
+    worker = _started_worker()
+    rows = []
+    for info in worker.plugins:
+        rows.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "builtin": info.builtin,
+                "hooks": worker.plugin_hooks(info),
+                "types": [entry.type for entry in worker.registry if entry.plugin == info.name],
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no plugins loaded")
+    for row in rows:
+        print(f"{row['name']} ({row['distribution'] or 'in-process'} {row['version'] or ''})".replace(" )", ")"))
+        print(f"  hooks: {', '.join(row['hooks']) or '-'}")
+        print(f"  types: {', '.join(row['types']) or '-'}")
+    return 0
+
+
+def cli_types(args: argparse.Namespace) -> int:
+    """``letsgo-worker types [--json]``: every registered type with its plugin and payload schema."""
+    worker = _started_worker()
+    rows = [
+        {
+            "type": entry.type,
+            "plugin": entry.plugin,
+            "distribution": entry.distribution,
+            "description": entry.description,
+            "schema": entry.payload_schema(),
+        }
+        for entry in worker.registry
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no message types registered")
+    width = max((len(row["type"]) for row in rows), default=0)
+    for row in rows:
+        print(f"{row['type']:<{width}}  {row['plugin']:<16}  {row['description']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging()
+    try:
+        return int(args.run(args) or 0)
+    except StartupError as error:
+        print(f"letsgo-worker: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What a handler or scheduled hook receives besides its message: ``ctx``."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from host.worker import Worker
+
+
+class Context:
+    """Context of a scheduled tick, and the base of :class:`MessageContext`.
+
+    :ivar worker: the running :class:`host.worker.Worker`
+    :ivar logger: a logger bound to this unit of work
+    :ivar lambda_context: the AWS Lambda context object, or None outside Lambda
+    """
+
+    __slots__ = ("worker", "logger", "lambda_context")
+
+    def __init__(self, worker: Worker, logger: logging.LoggerAdapter | logging.Logger, lambda_context: Any = None):
+        self.worker = worker
+        self.logger = logger
+        self.lambda_context = lambda_context
+
+    def remaining_time_ms(self) -> int | None:
+        """Milliseconds left before Lambda stops this invocation; None outside Lambda."""
+        if self.lambda_context is None:
+            return None
+        return int(self.lambda_context.get_remaining_time_in_millis())
+
+    def notify(self, text: str, **options: Any) -> None:
+        """Send a notification through every installed sink (see :func:`host.notify.deliver`)."""
+        self.worker.notify(text, **options)
+
+    def enqueue(self, message: dict[str, Any], delay_seconds: int = 0) -> Any:
+        """Enqueue a follow-up message (see :func:`host.queue.enqueue`)."""
+        from host.queue import enqueue
+
+        return enqueue(message, delay_seconds=delay_seconds)
+
+
+class MessageContext(Context):
+    """Context of one message delivery.
+
+    :ivar message_id: the SQS (or local queue) message id
+    :ivar receive_count: how many times this message has been received, 1 on first delivery
+    :ivar type: the message type
+    :ivar plugin: the plugin that registered the type
+    :ivar attributes: the SQS record's ``attributes`` (``MessageGroupId``...)
+    """
+
+    __slots__ = ("message_id", "receive_count", "type", "plugin", "attributes")
+
+    def __init__(
+        self,
+        worker: Worker,
+        logger: logging.LoggerAdapter | logging.Logger,
+        *,
+        message_id: str,
+        receive_count: int,
+        type: str,
+        plugin: str,
+        attributes: dict[str, Any] | None = None,
+        lambda_context: Any = None,
+    ):
+        super().__init__(worker, logger, lambda_context)
+        self.message_id = message_id
+        self.receive_count = receive_count
+        self.type = type
+        self.plugin = plugin
+        self.attributes = attributes or {}

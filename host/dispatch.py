@@ -1,0 +1,198 @@
+"""Dispatch: one message body in, one :class:`Outcome` out. The single path of both runtimes.
+
+parse JSON -> look up the type -> validate the payload -> ``handler(message, ctx)``.
+A handler that returns has *succeeded*; one that raises has *failed* and the
+message is retried; a body that can never succeed (bad JSON, not an object, no
+type, unknown type, invalid payload) is *rejected*: a permanent failure that
+goes to the dead-letter queue with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import inspect
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from host.context import MessageContext
+from host.registry import Message
+
+if TYPE_CHECKING:
+    from host.registry import MessageType
+    from host.worker import Worker
+
+logger = logging.getLogger("letsgo.dispatch")
+
+#: How many known types an "unknown type" reason lists before eliding.
+_KNOWN_TYPES_SHOWN = 20
+
+
+class Status(str, enum.Enum):
+    """What became of a message."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # transient: retry
+    REJECTED = "rejected"  # permanent: dead-letter at once
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The result of dispatching one message.
+
+    ``reason`` says, for a person, why a message failed or was rejected;
+    ``error`` keeps the handler's exception for logs.
+    """
+
+    status: Status
+    message_id: str
+    type: str | None = None
+    plugin: str | None = None
+    reason: str | None = None
+    error: BaseException | None = None
+    duration_ms: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when the message was handled."""
+        return self.status is Status.SUCCEEDED
+
+
+class Rejected(Exception):
+    """Raised while reading a message that can never be handled; carries the reason."""
+
+    def __init__(self, reason: str, type_: str | None = None, plugin: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.type = type_
+        self.plugin = plugin
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def parse_body(body: str | bytes) -> dict[str, Any]:
+    """Parse a message body into a JSON object with a valid ``type``; raise :class:`Rejected`."""
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise Rejected("body is not valid JSON: nested too deeply") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Rejected(f"body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise Rejected(f"body must be a JSON object with \"type\" and \"payload\", got {_json_kind(value)}")
+    if "type" not in value:
+        raise Rejected("message has no \"type\"; expected {\"type\": \"...\", \"payload\": ...}")
+    type_ = value["type"]
+    if not isinstance(type_, str) or not type_:
+        raise Rejected(f"message \"type\" must be a non-empty string, got {json.dumps(type_)[:80]}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
+def validation_reason(type_: str, error: Any) -> str:
+    """A one-line account of a pydantic ``ValidationError``: each field and what is wrong."""
+    problems = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "payload"
+        problems.append(f"{where}: {item['msg']}")
+    return f"payload of {type_!r} is invalid: " + "; ".join(problems)
+
+
+def resolve(worker: Worker, body: dict[str, Any]) -> tuple[MessageType, Any]:
+    """Find the registered type of ``body`` and validate its payload; raise :class:`Rejected`."""
+    type_ = body["type"]
+    entry = worker.registry.get(type_)
+    if entry is None:
+        known = [e.type for e in worker.registry]
+        shown = ", ".join(known[:_KNOWN_TYPES_SHOWN]) + (", ..." if len(known) > _KNOWN_TYPES_SHOWN else "")
+        raise Rejected(
+            f"unknown message type {type_[:200]!r}: no installed plugin handles it (known: {shown or 'none'})",
+            type_,
+        )
+    payload = body.get("payload")
+    if entry.payload is not None:
+        from pydantic import ValidationError
+
+        try:
+            payload = entry.payload.model_validate(payload)
+        except ValidationError as error:
+            raise Rejected(validation_reason(type_, error), type_, entry.plugin) from None
+    return entry, payload
+
+
+async def dispatch(
+    worker: Worker,
+    body: str | bytes,
+    *,
+    message_id: str,
+    receive_count: int = 1,
+    attributes: dict[str, Any] | None = None,
+    lambda_context: Any = None,
+) -> Outcome:
+    """Handle one message body and return its :class:`Outcome`; never raises for bad input.
+
+    Async handlers are awaited on the running loop; sync handlers run in the
+    worker's bounded thread pool so that a batch's messages overlap.
+    """
+    started = time.perf_counter()
+    try:
+        parsed = parse_body(body)
+        entry, payload = resolve(worker, parsed)
+    except Rejected as rejection:
+        outcome = Outcome(
+            Status.REJECTED, message_id, rejection.type, rejection.plugin, rejection.reason,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        notify_rejection(worker, outcome, receive_count)
+        return outcome
+
+    bound = logging.LoggerAdapter(
+        logging.getLogger(f"letsgo.plugin.{entry.plugin}"),
+        {"message_id": message_id, "message_type": entry.type, "plugin": entry.plugin},
+    )
+    ctx = MessageContext(
+        worker, bound, message_id=message_id, receive_count=receive_count, type=entry.type,
+        plugin=entry.plugin, attributes=attributes, lambda_context=lambda_context,
+    )
+    message = Message(entry.type, payload, message_id, parsed)
+    try:
+        if entry.is_async:
+            await entry.handler(message, ctx)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(worker.executor, entry.handler, message, ctx)
+            if inspect.isawaitable(result):
+                await result
+    except Exception as error:
+        return Outcome(
+            Status.FAILED, message_id, entry.type, entry.plugin,
+            f"{type(error).__name__}: {error}", error, (time.perf_counter() - started) * 1000,
+        )
+    return Outcome(Status.SUCCEEDED, message_id, entry.type, entry.plugin, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def rejection_text(outcome: Outcome) -> str:
+    """The notification text sent when a message is rejected."""
+    return f":warning: Worker rejected message {outcome.message_id}: {outcome.reason}. It was moved to the dead-letter queue."
+
+
+def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int) -> None:
+    """Tell a person that a message was rejected, once per message (on its first receive).
+
+    A failing sink is logged, not raised: the message is already going to the
+    dead-letter queue, where it stays with its reason.
+    """
+    if receive_count > 1:
+        return
+    try:
+        worker.notify(rejection_text(outcome), level="warning", source="letsgo-worker")
+    except Exception:
+        logger.warning("could not send the rejection notification for message %s", outcome.message_id, exc_info=True)

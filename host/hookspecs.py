@@ -1,0 +1,156 @@
+"""Every hook a letsgo-worker plugin may implement.
+
+This module is the reference for plugin authors. Implement a hook by writing a
+function of the same name, decorated with :data:`host.hookimpl`, in a module that
+your distribution declares as an entry point in the ``letsgo_worker`` group::
+
+    [project.entry-points.letsgo_worker]
+    my_plugin = "my_plugin"
+
+An implementation may accept any subset of a hook's parameters, by name; hooks
+are always called with keyword arguments, so new parameters can be added to a
+specification without breaking existing plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from host.context import Context
+    from host.notify import Notification
+    from host.registry import Register
+    from host.routes import RegisterRoute
+    from host.worker import Worker
+
+hookspec = pluggy.HookspecMarker("letsgo_worker")
+
+
+# -------------------------------------------------------------------------
+# Start-up: hooks called once per process while the worker is being built
+# -------------------------------------------------------------------------
+
+
+@hookspec(historic=True)
+def letsgo_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
+    """Add hook specifications of your own, so other plugins can implement them.
+
+    Called once, right after a plugin is registered, before any other hook.
+    The Stripe plugin uses it to add ``letsgo_stripe_handlers``.
+
+    :param pluginmanager: The worker's :class:`pluggy.PluginManager`; call
+        ``pluginmanager.add_hookspecs(module_or_class)``.
+
+    The return value is ignored. Any plugin may implement this hook.
+    """
+
+
+@hookspec
+def letsgo_register_messages(register: Register) -> None:
+    """Register the message types this plugin handles.
+
+    Called once per process, while the worker starts, for each plugin
+    separately, so that every type is recorded with the plugin that
+    registered it.
+
+    :param register: Call ``register(type, handler, payload=Model, description=...)``
+        once per message type. ``type`` is a non-empty string; types starting
+        with ``letsgo:`` are reserved for this project's own plugins.
+        ``handler`` is a ``def`` or ``async def`` called as
+        ``handler(message, ctx)`` with a :class:`host.Message` and a
+        :class:`host.MessageContext`; returning means success, raising means
+        failure (the message is retried). ``payload`` is an optional pydantic
+        model the payload is validated against before the handler runs; a
+        payload that fails validation is rejected and dead-lettered.
+        ``description`` is shown by ``letsgo-worker types``.
+
+    Registering a type that another plugin already registered is a start-up
+    error naming both plugins. The return value is ignored.
+    """
+
+
+@hookspec
+def letsgo_register_routes(register: RegisterRoute) -> None:
+    """Add HTTP routes to the local server (``letsgo-worker serve``).
+
+    Called once when the local server starts; not called in AWS Lambda.
+
+    :param register: Call ``register(method, path, handler)``. ``handler`` is
+        called as ``handler(request)`` with a :class:`host.routes.Request` and
+        returns a :class:`host.routes.Response`. A path registered twice is a
+        start-up error naming both plugins.
+
+    The return value is ignored. The Stripe plugin uses it for
+    ``POST /stripe/webhook``.
+    """
+
+
+@hookspec
+def letsgo_startup(worker: Worker) -> None:
+    """Prepare resources the plugin needs for the life of the process.
+
+    Called once, after every plugin is loaded and every message type is
+    registered, before the first message or tick is handled (in Lambda: at the
+    first invocation of a new execution environment).
+
+    :param worker: The :class:`host.worker.Worker`: its ``settings``,
+        ``registry`` and ``notify()``.
+
+    The return value is ignored. An exception stops start-up, naming the plugin.
+    """
+
+
+@hookspec
+def letsgo_shutdown(worker: Worker) -> None:
+    """Release what :func:`letsgo_startup` acquired.
+
+    Called once when the local server or the SQS poller stops gracefully (and at
+    interpreter exit for the CLI). Lambda gives no reliable shutdown signal, so
+    do not rely on it there.
+
+    :param worker: The :class:`host.worker.Worker`.
+
+    The return value is ignored. Every implementation runs even if one raises.
+    """
+
+
+# -------------------------------------------------------------------------
+# Work: hooks called for scheduled ticks and notifications
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def letsgo_scheduled(event: dict[str, Any], ctx: Context) -> None:
+    """Do the work of one scheduled tick.
+
+    Called on every tick of the schedule: by EventBridge Scheduler in AWS
+    (``LETSGO_WORKER_SCHEDULE``, ``rate(1 hour)`` by default) and by the local
+    scheduler of ``letsgo-worker serve``. Every implementation runs even when
+    another one fails; if any failed, the invocation fails after all ran, so
+    AWS's retry policy applies.
+
+    :param event: The scheduled event as delivered (``detail-type`` is
+        ``"Scheduled Event"``; ``time`` is the tick's instant).
+    :param ctx: A :class:`host.Context` with a logger, ``notify()`` and, in
+        Lambda, the Lambda context and remaining time.
+
+    The return value is ignored; ``async def`` implementations are awaited.
+    """
+
+
+@hookspec
+def letsgo_notify(notification: Notification) -> None:
+    """Deliver a notification to a person (Slack, e-mail, Discord...).
+
+    Called for every ``notify()`` from handlers, scheduled hooks and the host
+    itself (for example when a message is rejected). Every implementation is
+    called; one that raises fails the notification (and so the message that
+    sent it, unless the caller opted out).
+
+    :param notification: A :class:`host.notify.Notification` with ``text``,
+        optional ``blocks``, ``level`` and ``source``.
+
+    The return value is ignored. The ``letsgo-slack`` plugin implements it.
+    """

@@ -1,0 +1,121 @@
+"""Plugin discovery: entry points of the ``letsgo_worker`` group, each loaded on its own."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+
+from host import hookspecs
+from host.config import Settings
+from host.errors import PluginLoadError
+
+ENTRY_POINT_GROUP = "letsgo_worker"
+PROJECT_NAME = "letsgo_worker"
+HOST_DISTRIBUTION = "letsgo-worker"
+
+logger = logging.getLogger("letsgo.plugins")
+
+
+@dataclass
+class PluginInfo:
+    """A loaded plugin: its name (the entry point's), distribution and version."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: Any = field(repr=False)
+    builtin: bool = False
+
+
+@dataclass
+class PluginProblem:
+    """Something wrong found while loading plugins, reported instead of stopping the worker."""
+
+    plugin: str
+    distribution: str | None
+    message: str
+
+
+def new_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with the host's hook specifications and nothing registered."""
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
+    dist = ep.dist
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def _selected(name: str, builtin: bool, settings: Settings) -> bool:
+    if name in settings.disable_plugins:
+        return False
+    # Built-ins are part of the host: LETSGO_WORKER_PLUGINS selects among the others.
+    return builtin or settings.plugins is None or name in settings.plugins
+
+
+def load_entry_point_plugins(
+    pm: pluggy.PluginManager, settings: Settings
+) -> tuple[list[PluginInfo], list[PluginProblem]]:
+    """Import and register every selected plugin; return what loaded and what went wrong.
+
+    Each entry point is imported on its own, so one broken plugin is reported by
+    name (entry point, distribution, error) and skipped while the rest work. With
+    ``LETSGO_WORKER_STRICT_PLUGINS=1`` a failed import raises
+    :class:`PluginLoadError` instead.
+    """
+    loaded: list[PluginInfo] = []
+    problems: list[PluginProblem] = []
+    seen: dict[str, str | None] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        distribution, version = _distribution(ep)
+        if ep.name in seen:
+            if seen[ep.name] != distribution:
+                problems.append(
+                    PluginProblem(ep.name, distribution, f"plugin name {ep.name!r} is also used by distribution {seen[ep.name]!r}; skipped")
+                )
+            continue
+        seen[ep.name] = distribution
+        builtin = distribution == HOST_DISTRIBUTION
+        if not _selected(ep.name, builtin, settings):
+            continue
+        try:
+            module = ep.load()
+        except Exception as error:
+            failure = PluginLoadError(ep.name, distribution, error)
+            if settings.strict_plugins:
+                raise failure from error
+            logger.error("%s; the plugin is skipped", failure, exc_info=error)
+            problems.append(PluginProblem(ep.name, distribution, str(failure)))
+            continue
+        pm.register(module, name=ep.name)
+        loaded.append(PluginInfo(ep.name, distribution, version, module, builtin))
+    for name in sorted((settings.plugins or frozenset()) - set(seen)):
+        problems.append(PluginProblem(name, None, f"LETSGO_WORKER_PLUGINS names {name!r}, but no installed plugin has that name"))
+    return loaded, problems
+
+
+def hooks_of(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Names of the hooks ``plugin`` implements, sorted."""
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+
+
+def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
+    """The implementations of ``hook_name`` in registration order.
+
+    Calling implementations one by one (with :func:`call_impl`) lets every error
+    name its plugin, which pluggy's broadcast call cannot do.
+    """
+    return list(getattr(pm.hook, hook_name).get_hookimpls())
+
+
+def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one hook implementation with the subset of ``kwargs`` it accepts."""
+    return impl.function(**{name: kwargs[name] for name in impl.argnames})

@@ -1,0 +1,168 @@
+"""The worker: plugins loaded, message types registered, ready to dispatch. One per process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pluggy
+
+from host.config import Settings, load_dotenv_file
+from host.errors import RegistrationError, StartupError
+from host.notify import Notification, deliver
+from host.plugins import (
+    PluginInfo,
+    call_impl,
+    implementations,
+    PluginProblem,
+    hooks_of,
+    load_entry_point_plugins,
+    new_plugin_manager,
+)
+from host.registry import Registry
+
+logger = logging.getLogger("letsgo.worker")
+
+
+class Worker:
+    """Plugins, the message registry and shared resources of one worker process.
+
+    Build it with :func:`get_worker` (lazy, once per process) or directly in tests::
+
+        worker = Worker(Settings.from_env({}), plugins=[MyPlugin()]).start()
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        plugins: Iterable[Any] = (),
+        load_entry_points: bool = True,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.pm = new_plugin_manager()
+        self.registry = Registry()
+        self.plugins: list[PluginInfo] = []
+        self.problems: list[PluginProblem] = []
+        self._extra_plugins = list(plugins)
+        self._load_entry_points = load_entry_points
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self.started = False
+
+    # -- start-up ----------------------------------------------------------
+
+    def start(self) -> Worker:
+        """Load plugins, register message types and run ``letsgo_startup``; idempotent."""
+        if self.started:
+            return self
+        if self.settings.trace_plugins:
+            self._trace_hooks()
+        if self._load_entry_points:
+            self.plugins, self.problems = load_entry_point_plugins(self.pm, self.settings)
+        for index, plugin in enumerate(self._extra_plugins):
+            name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
+            self.pm.register(plugin, name=name)
+            self.plugins.append(PluginInfo(name, getattr(plugin, "distribution", None), None, plugin))
+        self.pm.hook.letsgo_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
+        self.pm.check_pending()
+        dists = {info.name: info.distribution for info in self.plugins}
+        for impl in implementations(self.pm, "letsgo_register_messages"):
+            name = impl.plugin_name
+            try:
+                call_impl(impl, register=self.registry.registrar(name, dists.get(name)))
+            except RegistrationError:
+                raise
+            except Exception as error:
+                raise StartupError(
+                    f"plugin {name!r} failed while registering message types: {type(error).__name__}: {error}"
+                ) from error
+        for impl in implementations(self.pm, "letsgo_startup"):
+            try:
+                call_impl(impl, worker=self)
+            except Exception as error:
+                raise StartupError(
+                    f"plugin {impl.plugin_name!r} failed in letsgo_startup: {type(error).__name__}: {error}"
+                ) from error
+        self.started = True
+        return self
+
+    def stop(self) -> None:
+        """Run every ``letsgo_shutdown`` implementation (each even if one fails)."""
+        if not self.started:
+            return
+        for impl in implementations(self.pm, "letsgo_shutdown"):
+            try:
+                call_impl(impl, worker=self)
+            except Exception:
+                logger.exception("plugin %r failed in letsgo_shutdown", impl.plugin_name)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        self.started = False
+
+    def _trace_hooks(self) -> None:
+        trace = logging.getLogger("letsgo.trace")
+
+        def before(hook_name, impls, kwargs):
+            trace.info("hook %s -> %s args=%r", hook_name, [i.plugin_name for i in impls], kwargs)
+
+        def after(outcome, hook_name, impls, kwargs):
+            trace.info("hook %s returned %r", hook_name, outcome.get_result() if outcome.exception is None else outcome.exception)
+
+        self.pm.add_hookcall_monitoring(before, after)
+
+    # -- services for handlers ----------------------------------------------
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The bounded thread pool that runs sync handlers (``LETSGO_WORKER_THREADS``)."""
+        if self._executor is None:
+            with self._executor_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=self.settings.thread_pool_size, thread_name_prefix="letsgo-handler"
+                    )
+        return self._executor
+
+    def notify(
+        self,
+        text: str,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        level: str = "info",
+        source: str | None = None,
+    ) -> None:
+        """Send a notification to every ``letsgo_notify`` sink (Slack, ...)."""
+        deliver(self.pm, Notification(text=text, blocks=blocks, level=level, source=source))
+
+    def plugin_hooks(self, info: PluginInfo) -> list[str]:
+        """The hooks a loaded plugin implements."""
+        return hooks_of(self.pm, info.module)
+
+
+_worker: Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def get_worker() -> Worker:
+    """The process's started worker, built on first use from the environment (and ``.env``)."""
+    global _worker
+    if _worker is None:
+        with _worker_lock:
+            if _worker is None:
+                load_dotenv_file()
+                _worker = Worker().start()
+    return _worker
+
+
+def reset_worker() -> None:
+    """Forget the process's worker (tests, or after changing the environment)."""
+    global _worker
+    with _worker_lock:
+        if _worker is not None:
+            _worker.stop()
+        _worker = None
