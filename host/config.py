@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from host.errors import ConfigError
@@ -107,6 +107,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backoff_base", "LETSGO_WORKER_BACKOFF_BASE_SECONDS", "2", _seconds(0, 43200), "First retry delay; doubles per receive."),
     Setting("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", _seconds(0, 43200), "Longest retry delay."),
     Setting("aws_region", "AWS_REGION", None, _optional, "AWS region for SQS and DynamoDB."),
+    Setting("idempotency_table", "LETSGO_WORKER_IDEMPOTENCY_TABLE", None, _optional, "DynamoDB table for the idempotency store (AWS)."),
+    Setting("pki_private_key", "LETSGO_PKI_PRIVATE_KEY", None, _optional, "PEM private key for the worker's access tokens."),
+    Setting("pki_private_key_file", "LETSGO_PKI_PRIVATE_KEY_FILE", None, _optional, "File holding that PEM key."),
+    Setting("stripe_test_webhook_key", "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, _optional, "Stripe webhook signing secret, test mode."),
+    Setting("stripe_live_webhook_key", "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, _optional, "Stripe webhook signing secret, live mode."),
     Setting("plugins", "LETSGO_WORKER_PLUGINS", None, _names, "Load only these plugins (comma list; empty: none)."),
     Setting("disable_plugins", "LETSGO_WORKER_DISABLE_PLUGINS", "", _names, "Never load these plugins (comma list)."),
     Setting("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", _flag, "A plugin that fails to import stops start-up."),
@@ -124,7 +129,7 @@ class Settings:
     db_path: str
     schedule: str | None
     schedule_timezone: str
-    slack_url: str | None
+    slack_url: str | None = field(repr=False)
     api_url: str | None
     api_audience: str
     local_queue_url: str | None
@@ -138,6 +143,12 @@ class Settings:
     backoff_base: float
     backoff_max: float
     aws_region: str | None
+    idempotency_table: str | None
+    # Secrets never appear in a repr, so a logged Settings cannot leak them.
+    pki_private_key: str | None = field(repr=False)
+    pki_private_key_file: str | None
+    stripe_test_webhook_key: str | None = field(repr=False)
+    stripe_live_webhook_key: str | None = field(repr=False)
     plugins: frozenset[str] | None
     disable_plugins: frozenset[str]
     strict_plugins: bool
