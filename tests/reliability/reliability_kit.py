@@ -1,0 +1,106 @@
+"""Shared pieces of the reliability suite: a recording test plugin, record builders, sizes.
+
+Sizes scale with ``LETSGO_SOAK=1`` (set by ``make soak``): the CI run uses the
+figures in docs/RELIABILITY.md's "CI" column, the soak run the "soak" column.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from host import hookimpl
+from host.config import Settings
+from host.worker import Worker
+
+#: True under ``make soak``: run the long versions.
+SOAK = os.environ.get("LETSGO_SOAK", "") not in ("", "0")
+
+
+def scaled(ci: int | float, soak: int | float):
+    """``ci`` in the normal run, ``soak`` under ``make soak``."""
+    return soak if SOAK else ci
+
+
+class Item(BaseModel):
+    """Payload of ``rel.model``: used to check that validation names the field."""
+
+    name: str
+    count: int = Field(ge=0)
+
+
+class Recorder:
+    """An in-process plugin: a few message types that record what they handled, and a sink.
+
+    ``rel.ok`` (sync) and ``rel.async`` (async) succeed and record the message id;
+    ``rel.model`` validates its payload against :class:`Item`; ``rel.fail`` always
+    raises. Every notification lands in ``notifications``.
+    """
+
+    def __init__(self) -> None:
+        self.handled: list[tuple[str, str, Any]] = []
+        self.notifications: list[Any] = []
+        self.lock = threading.Lock()
+
+    def _record(self, message, ctx) -> None:
+        with self.lock:
+            self.handled.append((message.type, ctx.message_id, message.payload))
+
+    def handle_ok(self, message, ctx) -> None:
+        self._record(message, ctx)
+
+    async def handle_async(self, message, ctx) -> None:
+        self._record(message, ctx)
+
+    def handle_fail(self, message, ctx) -> None:
+        raise RuntimeError(f"rel.fail always fails (message {ctx.message_id})")
+
+    @hookimpl
+    def letsgo_register_messages(self, register):
+        register("rel.ok", self.handle_ok, description="succeeds")
+        register("rel.async", self.handle_async, description="succeeds, async")
+        register("rel.model", self.handle_ok, payload=Item, description="validated payload")
+        register("rel.fail", self.handle_fail, description="always fails")
+
+    @hookimpl
+    def letsgo_notify(self, notification):
+        with self.lock:
+            self.notifications.append(notification)
+
+    def handled_ids(self) -> list[str]:
+        with self.lock:
+            return [message_id for _, message_id, _ in self.handled]
+
+
+def in_process_worker(*plugins: Any, env: dict[str, str] | None = None) -> Worker:
+    """A started worker with only ``plugins`` (no entry points): isolated from what is installed."""
+    return Worker(Settings.from_env(env or {}), plugins=list(plugins), load_entry_points=False).start()
+
+
+def record(body: Any, message_id: str | None = None, receive_count: int = 1) -> dict[str, Any]:
+    """An SQS record; ``body`` is used verbatim when it is a string, JSON-encoded otherwise."""
+    return {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": uuid.uuid4().hex,
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "1545082649183"},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:letsgo-worker",
+        "awsRegion": "us-east-1",
+    }
+
+
+def ok_message(tag: str) -> dict[str, Any]:
+    """A message that ``Recorder`` handles successfully."""
+    return {"type": "rel.ok", "payload": {"tag": tag}}
+
+
+def deeply_nested(depth: int, inner: str = "1") -> str:
+    """JSON text of ``depth`` nested arrays."""
+    return "[" * depth + inner + "]" * depth
