@@ -68,7 +68,7 @@ class Worker:
             self.pm.register(plugin, name=name)
             self.plugins.append(PluginInfo(name, getattr(plugin, "distribution", None), None, plugin))
         self.pm.hook.letsgo_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
-        self.pm.check_pending()
+        self._check_unknown_hooks()
         dists = {info.name: info.distribution for info in self.plugins}
         for impl in implementations(self.pm, "letsgo_register_messages"):
             name = impl.plugin_name
@@ -89,6 +89,25 @@ class Worker:
                 ) from error
         self.started = True
         return self
+
+    def _check_unknown_hooks(self) -> None:
+        """Report implementations of hooks nobody specified (a typo, or a disabled plugin's hook).
+
+        Not fatal by default: an app plugin handling ``letsgo_stripe_handlers``
+        must keep working when letsgo-stripe is disabled. Fatal when strict.
+        """
+        for name, caller in vars(self.pm.hook).items():
+            if caller.spec is not None or not hasattr(caller, "get_hookimpls"):
+                continue
+            for impl in caller.get_hookimpls():
+                message = (
+                    f"implements unknown hook {name!r}: check the spelling, or install and enable "
+                    "the plugin that defines it"
+                )
+                if self.settings.strict_plugins:
+                    raise StartupError(f"plugin {impl.plugin_name!r} {message}")
+                logger.warning("plugin %r %s", impl.plugin_name, message)
+                self.problems.append(PluginProblem(impl.plugin_name, None, message))
 
     def stop(self) -> None:
         """Run every ``letsgo_shutdown`` implementation (each even if one fails)."""

@@ -1,0 +1,101 @@
+"""The command line, run as a real subprocess with real entry-point discovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from host.testing import write_distribution
+
+CLI = [sys.executable, "-m", "host.cli"]
+
+
+def run_cli(*args, env=None, cwd=None):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("LETSGO_", "PORT"))}
+    environment.update(env or {})
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=60)
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "send", "invoke", "plugins", "types", "schedule", "dlq", "keygen", "token"):
+        assert command in result.stdout
+
+
+def test_bad_usage_exits_2():
+    result = run_cli("frobnicate")
+    assert result.returncode == 2
+    assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+def test_plugins_json_lists_installed_plugins():
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    plugins = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"letsgo_builtins", "letsgo_stripe", "letsgo_slack", "example_orders"} <= set(plugins)
+    orders = plugins["example_orders"]
+    assert orders["distribution"] == "example-orders"
+    assert orders["version"] == "0.1.0"
+    assert orders["hooks"] == ["letsgo_register_messages"]
+    assert orders["types"] == ["OrderNew"]
+    assert plugins["letsgo_builtins"]["builtin"] is True
+
+
+def test_types_json_has_the_contract_fields():
+    result = run_cli("types", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["type"]: row for row in json.loads(result.stdout)}
+    order = rows["OrderNew"]
+    assert set(order) == {"type", "plugin", "distribution", "description", "schema"}
+    assert order["plugin"] == "example_orders" and order["distribution"] == "example-orders"
+    assert order["schema"]["required"] == ["orderId", "customerId"]
+
+
+def test_types_text_listing():
+    result = run_cli("types")
+    assert result.returncode == 0
+    assert any(line.startswith("OrderNew") and "example_orders" in line for line in result.stdout.splitlines())
+
+
+def test_disabled_plugin_vanishes_from_the_listing():
+    result = run_cli("types", "--json", env={"LETSGO_WORKER_DISABLE_PLUGINS": "example_orders"})
+    assert "OrderNew" not in {row["type"] for row in json.loads(result.stdout)}
+
+
+def test_broken_plugin_is_reported_on_stderr_and_the_rest_list(tmp_path: Path):
+    write_distribution(tmp_path, "acme-broken", "acme_broken", "import no_such_module_anywhere\n")
+    result = run_cli("types", "--json", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0
+    assert "plugin 'acme_broken'" in result.stderr
+    assert "No module named 'no_such_module_anywhere'" in result.stderr
+    assert "OrderNew" in {row["type"] for row in json.loads(result.stdout)}
+
+
+def test_startup_error_exits_2_naming_the_cause(tmp_path: Path):
+    write_distribution(tmp_path, "acme-dup", "acme_dup", (
+        "from host import hookimpl\n"
+        "@hookimpl\n"
+        "def letsgo_register_messages(register):\n"
+        "    register('OrderNew', print)\n"
+    ))
+    result = run_cli("types", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 2
+    assert "'OrderNew' is registered twice" in result.stderr
+    assert "acme_dup" in result.stderr and "example_orders" in result.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_variable():
+    result = run_cli("plugins", env={"LETSGO_WORKER_BATCH_SIZE": "lots"})
+    assert result.returncode == 2
+    assert "LETSGO_WORKER_BATCH_SIZE='lots' is invalid" in result.stderr
+
+
+def test_dotenv_file_is_loaded(tmp_path: Path):
+    (tmp_path / ".env").write_text("LETSGO_WORKER_DISABLE_PLUGINS=example_orders\n")
+    result = run_cli("types", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OrderNew" not in {row["type"] for row in json.loads(result.stdout)}

@@ -1,0 +1,81 @@
+"""Configuration: defaults, parsing, and errors that name the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from host.config import SETTINGS, Settings
+from host.errors import ConfigError
+
+
+def test_defaults_match_letsgo():
+    settings = Settings.from_env({})
+    assert settings.port == 3002
+    assert settings.host == "127.0.0.1"
+    assert settings.api_audience == "letsgo:service"
+    assert settings.batch_size == 10
+    assert settings.visibility_timeout == 360
+    assert settings.schedule is None and settings.slack_url is None
+    assert settings.plugins is None and settings.disable_plugins == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PORT", "http", "PORT='http' is invalid: not a number"),
+        ("PORT", "70000", "PORT='70000' is invalid: expected an integer from 0 to 65535"),
+        ("LETSGO_WORKER_BATCH_SIZE", "0", "LETSGO_WORKER_BATCH_SIZE='0' is invalid: expected an integer from 1 to 10000"),
+        ("LETSGO_WORKER_BATCH_SIZE", "2.5", "LETSGO_WORKER_BATCH_SIZE='2.5' is invalid: not a number"),
+        ("LETSGO_WORKER_VISIBILITY_TIMEOUT", "-1", "LETSGO_WORKER_VISIBILITY_TIMEOUT='-1' is invalid: expected a number of seconds from 0 to 43200"),
+        ("LETSGO_WORKER_VISIBILITY_TIMEOUT", "nan", "LETSGO_WORKER_VISIBILITY_TIMEOUT='nan' is invalid"),
+        ("LETSGO_WORKER_STRICT_PLUGINS", "maybe", "LETSGO_WORKER_STRICT_PLUGINS='maybe' is invalid: expected 1/0"),
+        ("LETSGO_WORKER_LOG_LEVEL", "LOUD", "LETSGO_WORKER_LOG_LEVEL='LOUD' is invalid"),
+    ],
+)
+def test_bad_values_name_the_variable(variable, value, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({variable: value})
+    assert str(raised.value).startswith(message)
+
+
+def test_fractional_seconds_and_lists_are_parsed():
+    settings = Settings.from_env(
+        {
+            "LETSGO_WORKER_BACKOFF_BASE_SECONDS": "0.05",
+            "LETSGO_WORKER_PLUGINS": " a, b ,,",
+            "LETSGO_WORKER_STRICT_PLUGINS": "yes",
+        }
+    )
+    assert settings.backoff_base == 0.05
+    assert settings.plugins == frozenset({"a", "b"})
+    assert settings.strict_plugins is True
+
+
+def test_empty_plugin_list_means_none():
+    assert Settings.from_env({"LETSGO_WORKER_PLUGINS": ""}).plugins == frozenset()
+
+
+def test_overrides_win_over_the_environment():
+    assert Settings.from_env({"PORT": "1"}, port=2).port == 2
+
+
+def test_secrets_never_appear_in_the_repr():
+    settings = Settings.from_env(
+        {
+            "LETSGO_SLACK_URL": "https://hooks.slack.com/services/T000/B000/SECRETSECRET",
+            "LETSGO_PKI_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----SECRETKEY",
+            "LETSGO_STRIPE_TEST_WEBHOOK_KEY": "whsec_testsecret",
+            "LETSGO_STRIPE_LIVE_WEBHOOK_KEY": "whsec_livesecret",
+        }
+    )
+    text = repr(settings)
+    for secret in ("SECRETSECRET", "SECRETKEY", "whsec_"):
+        assert secret not in text
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [s.variable for s in SETTINGS if f"`{s.variable}`" not in readme]
+    assert missing == []

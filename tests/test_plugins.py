@@ -1,0 +1,247 @@
+"""Plugin loading with real entry-point discovery: distributions on sys.path, not a mocked registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from host.errors import PluginLoadError, RegistrationError, StartupError
+from host import hookimpl
+from host.testing import run_batch
+
+INVOICES = textwrap.dedent(
+    '''
+    """A third-party plugin: the Invoices type."""
+    from pydantic import BaseModel
+    from host import hookimpl
+
+    HANDLED = []
+
+    class InvoiceDue(BaseModel):
+        invoiceId: str
+
+    def handle(message, ctx):
+        HANDLED.append((message.payload.invoiceId, ctx.message_id, ctx.plugin))
+
+    @hookimpl
+    def letsgo_register_messages(register):
+        register("InvoiceDue", handle, payload=InvoiceDue, description="An invoice is due")
+    '''
+)
+
+
+def plugin_source(type_name: str) -> str:
+    return textwrap.dedent(
+        f'''
+        from host import hookimpl
+
+        @hookimpl
+        def letsgo_register_messages(register):
+            register({type_name!r}, lambda message, ctx: None)
+        '''
+    )
+
+
+def test_installed_plugin_types_appear(install_plugin, make_worker):
+    install_plugin("acme-invoices", "acme_invoices", INVOICES)
+    worker = make_worker()
+    entry = worker.registry.get("InvoiceDue")
+    assert entry is not None
+    assert (entry.plugin, entry.distribution, entry.description) == ("acme_invoices", "acme-invoices", "An invoice is due")
+    info = next(p for p in worker.plugins if p.name == "acme_invoices")
+    assert (info.distribution, info.version) == ("acme-invoices", "1.0.0")
+    assert worker.plugin_hooks(info) == ["letsgo_register_messages"]
+
+    result = run_batch(worker, {"type": "InvoiceDue", "payload": {"invoiceId": "in_1"}}, message_id="m-1")
+    assert result.response() == {"batchItemFailures": []}
+    import acme_invoices
+
+    assert acme_invoices.HANDLED == [("in_1", "m-1", "acme_invoices")]
+
+
+def test_example_orders_is_discovered_from_its_distribution(make_worker):
+    worker = make_worker()
+    entry = worker.registry.get("OrderNew")
+    assert (entry.plugin, entry.distribution) == ("example_orders", "example-orders")
+    assert entry.payload.__name__ == "OrderNew"
+
+
+def test_disabled_plugin_types_vanish(install_plugin, make_worker):
+    install_plugin("acme-invoices", "acme_invoices", INVOICES)
+    worker = make_worker(env={"LETSGO_WORKER_DISABLE_PLUGINS": "acme_invoices, example_orders"})
+    assert "InvoiceDue" not in worker.registry
+    assert "OrderNew" not in worker.registry
+    assert {p.name for p in worker.plugins}.isdisjoint({"acme_invoices", "example_orders"})
+
+
+def test_only_listed_plugins_load_and_builtins_stay(install_plugin, make_worker):
+    install_plugin("acme-invoices", "acme_invoices", INVOICES)
+    worker = make_worker(env={"LETSGO_WORKER_PLUGINS": "acme_invoices"})
+    names = {p.name for p in worker.plugins}
+    assert "acme_invoices" in names and "letsgo_builtins" in names
+    assert names.isdisjoint({"example_orders", "letsgo_stripe", "letsgo_slack"})
+
+
+def test_empty_plugin_list_loads_no_third_party_plugin(make_worker):
+    worker = make_worker(env={"LETSGO_WORKER_PLUGINS": ""})
+    assert [p.name for p in worker.plugins] == ["letsgo_builtins"]
+
+
+def test_unknown_name_in_plugin_list_is_reported(make_worker):
+    worker = make_worker(env={"LETSGO_WORKER_PLUGINS": "no_such_plugin"})
+    assert any("no_such_plugin" in problem.message for problem in worker.problems)
+
+
+def test_broken_plugin_is_reported_by_name_and_the_rest_work(install_plugin, make_worker, caplog):
+    install_plugin("acme-broken", "acme_broken", "raise ImportError('missing dependency: frobnicate')\n")
+    install_plugin("acme-invoices", "acme_invoices", INVOICES)
+    worker = make_worker()
+    (problem,) = [p for p in worker.problems if p.plugin == "acme_broken"]
+    assert problem.distribution == "acme-broken"
+    assert "Error importing plugin 'acme_broken' (distribution 'acme-broken')" in problem.message
+    assert "missing dependency: frobnicate" in problem.message
+    assert "InvoiceDue" in worker.registry and "OrderNew" in worker.registry
+    assert "acme_broken" in caplog.text
+
+
+def test_strict_mode_makes_a_broken_plugin_a_startup_error(install_plugin, make_worker):
+    install_plugin("acme-broken", "acme_broken", "1/0\n")
+    with pytest.raises(PluginLoadError) as raised:
+        make_worker(env={"LETSGO_WORKER_STRICT_PLUGINS": "1"})
+    assert raised.value.entry_point == "acme_broken"
+    assert raised.value.distribution == "acme-broken"
+    assert "ZeroDivisionError" in str(raised.value)
+
+
+def test_duplicate_type_names_both_plugins(install_plugin, make_worker):
+    install_plugin("acme-one", "acme_one", plugin_source("Shared"))
+    install_plugin("acme-two", "acme_two", plugin_source("Shared"))
+    with pytest.raises(RegistrationError) as raised:
+        make_worker()
+    message = str(raised.value)
+    assert "'Shared' is registered twice" in message
+    assert "'acme_one' (distribution 'acme-one')" in message
+    assert "'acme_two' (distribution 'acme-two')" in message
+
+
+def test_duplicate_of_an_installed_type_names_both(install_plugin, make_worker):
+    install_plugin("acme-orders", "acme_orders", plugin_source("OrderNew"))
+    with pytest.raises(RegistrationError, match="example_orders.*acme_orders|acme_orders.*example_orders"):
+        make_worker()
+
+
+def test_reserved_prefix_from_a_third_party_is_refused(install_plugin, make_worker):
+    install_plugin("acme-sneaky", "acme_sneaky", plugin_source("letsgo:contact-v2"))
+    with pytest.raises(RegistrationError) as raised:
+        make_worker()
+    assert "'acme_sneaky' (distribution 'acme-sneaky')" in str(raised.value)
+    assert "reserved" in str(raised.value)
+
+
+def test_registration_hook_raising_is_a_startup_error_naming_the_plugin(install_plugin, make_worker):
+    install_plugin(
+        "acme-raises",
+        "acme_raises",
+        "from host import hookimpl\n\n@hookimpl\ndef letsgo_register_messages(register):\n    raise RuntimeError('boom')\n",
+    )
+    with pytest.raises(StartupError, match="plugin 'acme_raises' failed while registering message types: RuntimeError: boom"):
+        make_worker()
+
+
+def test_startup_and_shutdown_hooks_run_once(make_worker):
+    calls = []
+
+    class Lifecycle:
+        __name__ = "lifecycle"
+
+        from host import hookimpl as _hookimpl
+
+        @_hookimpl
+        def letsgo_startup(self, worker):
+            calls.append(("startup", worker.started))
+
+        @_hookimpl
+        def letsgo_shutdown(self, worker):
+            calls.append(("shutdown", worker.started))
+
+    worker = make_worker(plugins=[Lifecycle()], entry_points=False)
+    worker.start()  # idempotent
+    worker.stop()
+    worker.stop()
+    assert calls == [("startup", False), ("shutdown", True)]
+
+
+def test_loading_is_lazy_and_once_per_process():
+    code = textwrap.dedent(
+        """
+        import sys, json
+        import lambda_entry, host.worker as w
+        before = "example_orders" in sys.modules
+        first = w.get_worker(); second = w.get_worker()
+        print(json.dumps([before, first is second, "example_orders" in sys.modules]))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [False, True, True]
+
+
+def test_trace_switch_logs_hook_calls(make_worker, caplog):
+    caplog.set_level("INFO", logger="letsgo.trace")
+    worker = make_worker(env={"LETSGO_WORKER_TRACE_PLUGINS": "1"})
+    from host.notify import Notification
+
+    worker.pm.hook.letsgo_notify(notification=Notification("hello"))
+    assert "hook letsgo_notify" in caplog.text
+
+
+def test_a_plugin_can_add_hookspecs_other_plugins_implement(make_worker):
+    import pluggy
+
+    spec = pluggy.HookspecMarker("letsgo_worker")
+
+    class Specs:
+        @spec
+        def acme_discounts(self, register):
+            """Register discounts."""
+
+    class Host:
+        __name__ = "acme_host"
+
+        @hookimpl
+        def letsgo_add_hookspecs(self, pluginmanager):
+            pluginmanager.add_hookspecs(Specs)
+
+    class App:
+        __name__ = "acme_app"
+
+        @hookimpl
+        def acme_discounts(self, register):
+            register("SUMMER")
+
+    worker = make_worker(plugins=[Host(), App()], entry_points=False)
+    registered = []
+    worker.pm.hook.acme_discounts(register=registered.append)
+    assert registered == ["SUMMER"]
+
+
+class Typo:
+    __name__ = "typo"
+
+    @hookimpl
+    def letsgo_regster_messages(self, register):
+        pass
+
+
+def test_an_implementation_of_an_unknown_hook_is_reported(make_worker):
+    worker = make_worker(plugins=[Typo()], entry_points=False)
+    (problem,) = worker.problems
+    assert problem.plugin == "typo" and "unknown hook 'letsgo_regster_messages'" in problem.message
+
+
+def test_an_unknown_hook_is_a_startup_error_when_strict(make_worker):
+    with pytest.raises(StartupError, match="plugin 'typo' implements unknown hook 'letsgo_regster_messages'"):
+        make_worker(plugins=[Typo()], env={"LETSGO_WORKER_STRICT_PLUGINS": "1"}, entry_points=False)
