@@ -104,3 +104,34 @@ def ok_message(tag: str) -> dict[str, Any]:
 def deeply_nested(depth: int, inner: str = "1") -> str:
     """JSON text of ``depth`` nested arrays."""
     return "[" * depth + inner + "]" * depth
+
+
+def clean_env(**variables: str) -> dict[str, str]:
+    """The current environment without any worker variable, plus ``variables``.
+
+    ``LETSGO_WORKER_ENV_FILE`` points nowhere so a developer's ``.env`` cannot leak in.
+    """
+    from host.config import SETTINGS
+
+    names = {setting.variable for setting in SETTINGS} | {"LETSGO_WORKER_ENV_FILE"}
+    env = {key: value for key, value in os.environ.items() if key not in names and not key.startswith("LETSGO_")}
+    env["LETSGO_WORKER_ENV_FILE"] = os.devnull + ".absent"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(variables)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = None, timeout: float = 120, input: str | None = None):
+    """Run ``letsgo-worker ARGS`` in a subprocess; return the CompletedProcess (text)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "host.cli", *args],
+        env=env if env is not None else clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
