@@ -351,7 +351,8 @@ class _DayRule:
         if self.kind == "last_weekday":
             return [_nearest_weekday(last, first_aws, last)]
         if self.kind == "nearest_weekday":
-            return [_nearest_weekday(self.number, first_aws, last)] if self.number <= last else []
+            # 31W in a 30-day month means the weekday nearest its last day, as croniter reads it.
+            return [_nearest_weekday(min(self.number, last), first_aws, last)]
         if self.kind == "weekdays":
             return [day for day in range(1, last + 1) if (first_aws + day - 2) % 7 + 1 in self.values]
         first = 1 + (self.number - first_aws) % 7
