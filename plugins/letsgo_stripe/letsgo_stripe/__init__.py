@@ -1,8 +1,96 @@
-"""letsgo-stripe: the ``letsgo:stripe`` message type and per-Stripe-event dispatch."""
+"""letsgo-stripe: the ``letsgo:stripe`` message type and per-Stripe-event dispatch.
+
+- ``letsgo:stripe`` carries a Stripe Event plus LetsGo's ``stripeMode``; its
+  handler runs every handler that plugins registered for the event's Stripe
+  type through the ``letsgo_stripe_handlers`` hook (:mod:`letsgo_stripe.hookspecs`),
+  and acknowledges types nobody handles with a notification.
+- ``invoice.paid`` has a built-in handler, registered through that same hook:
+  a notification with the exact amount, subscription and tenant.
+- The local server gets ``POST /stripe/webhook``, which verifies Stripe's
+  signature and enqueues the event.
+
+Importing this module does not import the ``stripe`` SDK; the first Stripe
+message or webhook does.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
 
 from host import hookimpl
+from letsgo_stripe import dispatch, hookspecs
+from letsgo_stripe.events import KNOWN_EVENT_TYPES, MESSAGE_TYPE, StripeEventPayload
+from letsgo_stripe.webhook import WEBHOOK_PATH, WebhookSecrets, webhook_route
+
+if TYPE_CHECKING:
+    from host.worker import Worker
+
+__all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "stripe_handlers"]
+
+stripe_handlers = dispatch.stripe_handlers
+
+# The local server's route has no worker of its own to read settings from: it
+# uses the worker that started last in this process (the server's only one).
+_route_worker: Worker | None = None
+_route_lock = threading.Lock()
+
+
+def _route_secrets() -> WebhookSecrets:
+    with _route_lock:
+        worker = _route_worker
+    if worker is not None:
+        return WebhookSecrets.from_settings(worker.settings)
+    from host.config import Settings
+
+    return WebhookSecrets.from_settings(Settings.from_env())
+
+
+@hookimpl
+def letsgo_add_hookspecs(pluginmanager):
+    """Add ``letsgo_stripe_handlers``, the hook app plugins implement to handle Stripe events."""
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl
 def letsgo_register_messages(register):
     """Register ``letsgo:stripe``."""
+    register(
+        MESSAGE_TYPE,
+        dispatch.handle_stripe_message,
+        payload=StripeEventPayload,
+        description="A Stripe webhook event, dispatched by Stripe event type to letsgo_stripe_handlers",
+    )
+
+
+@hookimpl
+def letsgo_stripe_handlers(register):
+    """The built-in ``invoice.paid`` notification."""
+    from letsgo_stripe.invoices import notify_invoice_paid
+
+    register("invoice.paid", notify_invoice_paid)
+
+
+@hookimpl
+def letsgo_startup(worker):
+    """Collect every plugin's Stripe handlers, so a bad registration stops start-up."""
+    global _route_worker
+    dispatch.install(worker)
+    with _route_lock:
+        _route_worker = worker
+
+
+@hookimpl
+def letsgo_shutdown(worker):
+    """Forget the stopped worker."""
+    global _route_worker
+    dispatch.forget(worker)
+    with _route_lock:
+        if _route_worker is worker:
+            _route_worker = None
+
+
+@hookimpl
+def letsgo_register_routes(register):
+    """Add ``POST /stripe/webhook`` to the local server."""
+    register("POST", WEBHOOK_PATH, webhook_route(_route_secrets))
