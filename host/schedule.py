@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -158,7 +159,8 @@ def cli_schedule_next(args) -> int:
     """Run ``letsgo-worker schedule next EXPR [--tz TZ] [--after ISO8601] [--count N] [--json]``.
 
     Prints the next fire times in UTC ISO 8601, one per line (a JSON list with ``--json``). For
-    ``rate()``, ``--after`` is the schedule's start and is itself the first fire time.
+    ``rate()``, ``--after`` is the schedule's start and is itself the first fire time. Without
+    ``--tz`` the zone is ``LETSGO_WORKER_SCHEDULE_TIMEZONE``, else UTC.
 
     :param args: An ``argparse.Namespace`` with ``expression``, ``tz``, ``after``, ``count``, ``json``.
     :return: 0, or 2 (message on stderr) for an invalid expression, time zone, ``--after`` or ``--count``.
@@ -173,7 +175,7 @@ def cli_schedule_next(args) -> int:
             after = parse_instant(after_text)
         else:
             after = datetime.now(UTC).replace(microsecond=0)
-        tz = getattr(args, "tz", None) or "UTC"
+        tz = getattr(args, "tz", None) or os.environ.get("LETSGO_WORKER_SCHEDULE_TIMEZONE") or "UTC"
         schedule = parse_schedule(args.expression, tz, start=after)
     except ScheduleError as error:
         print(f"letsgo-worker schedule next: {error}", file=sys.stderr)

@@ -699,3 +699,9 @@ def test_installed_command(tmp_path):
         [str(command), "schedule", "next", "cron(0 0 * * 1)"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert bad.returncode == 2 and "cron(0 0 ? * 2 *)" in bad.stderr
+
+
+def test_cli_zone_defaults_to_the_configured_one(capsys, monkeypatch):
+    monkeypatch.setenv("LETSGO_WORKER_SCHEDULE_TIMEZONE", "Asia/Tokyo")  # UTC+9, no DST
+    _, out, _ = run_cli(capsys, "cron(0 9 * * ? *)", after="2026-01-01T00:00:00Z", count=1)
+    assert out == "2026-01-02T00:00:00Z\n"
