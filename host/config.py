@@ -103,6 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("visibility_timeout", "LETSGO_WORKER_VISIBILITY_TIMEOUT", "360", _seconds(0, 43200), "Seconds a received message stays invisible."),
     Setting("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", _int_between(1, 1000), "Batches handled at once (local runtime)."),
     Setting("thread_pool_size", "LETSGO_WORKER_THREADS", "10", _int_between(1, 1000), "Threads for sync handlers within a batch."),
+    Setting("deadline_margin_ms", "LETSGO_WORKER_DEADLINE_MARGIN_MS", "1000", _int_between(0, 900000), "Lambda: stop starting messages this long before the timeout."),
     Setting("max_receive_count", "LETSGO_WORKER_MAX_RECEIVE_COUNT", "5", _int_between(1, 1000), "Receives before a message is dead-lettered."),
     Setting("backoff_base", "LETSGO_WORKER_BACKOFF_BASE_SECONDS", "2", _seconds(0, 43200), "First retry delay; doubles per receive."),
     Setting("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", _seconds(0, 43200), "Longest retry delay."),
@@ -139,6 +140,7 @@ class Settings:
     visibility_timeout: float
     concurrency: int
     thread_pool_size: int
+    deadline_margin_ms: int
     max_receive_count: int
     backoff_base: float
     backoff_max: float
