@@ -171,7 +171,7 @@ async def dispatch(
             result = await asyncio.get_running_loop().run_in_executor(worker.executor, entry.handler, message, ctx)
             if inspect.isawaitable(result):
                 await result
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # a handler's sys.exit() fails its message, not the worker
         return Outcome(
             Status.FAILED, message_id, entry.type, entry.plugin,
             f"{type(error).__name__}: {error}", error, (time.perf_counter() - started) * 1000,

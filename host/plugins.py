@@ -88,6 +88,7 @@ def load_entry_point_plugins(
             continue
         try:
             module = ep.load()
+            pm.register(module, name=ep.name)  # a hook with a wrong signature fails here, like an import
         except Exception as error:
             failure = PluginLoadError(ep.name, distribution, error)
             if settings.strict_plugins:
@@ -95,7 +96,6 @@ def load_entry_point_plugins(
             logger.error("%s; the plugin is skipped", failure, exc_info=error)
             problems.append(PluginProblem(ep.name, distribution, str(failure)))
             continue
-        pm.register(module, name=ep.name)
         loaded.append(PluginInfo(ep.name, distribution, version, module, builtin))
     for name in sorted((settings.plugins or frozenset()) - set(seen)):
         problems.append(PluginProblem(name, None, f"LETSGO_WORKER_PLUGINS names {name!r}, but no installed plugin has that name"))

@@ -135,3 +135,28 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | None = Non
         timeout=timeout,
         input=input,
     )
+
+
+def write_distribution(
+    root: os.PathLike | str,
+    distribution: str,
+    entry_points: dict[str, str],
+    modules: dict[str, str],
+    version: str = "1.0",
+) -> None:
+    """Lay out an installed distribution under ``root`` (put ``root`` on ``sys.path``/PYTHONPATH).
+
+    ``entry_points`` maps entry-point names (group ``letsgo_worker``) to ``module[:attr]``;
+    ``modules`` maps module names to their source. Discovery then goes through
+    ``importlib.metadata`` exactly as for a pip-installed plugin.
+    """
+    from pathlib import Path
+
+    root = Path(root)
+    info = root / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    lines = ["[letsgo_worker]"] + [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    for name, source in modules.items():
+        (root / f"{name}.py").write_text(source)
