@@ -22,5 +22,13 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+bench: setup
+	sh bench/setup.sh
+	$(BIN)/python -m bench.run --mode full --command "make bench"
+
+bench-quick: setup
+	sh bench/setup.sh
+	$(BIN)/python -m bench.run --mode quick --command "make bench-quick"
+
 clean:
 	rm -rf $(VENV) .letsgo .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmarks of letsgo-worker against the limit and the peer (see bench/RESULTS.md)."""

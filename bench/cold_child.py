@@ -1,0 +1,50 @@
+"""One cold start: a new interpreter imports a handler module, handles one batch and exits.
+
+``python bench/cold_child.py SUBJECT EVENT.json`` where SUBJECT is ``letsgo``
+(``lambda_entry``, with entry-point discovery of the installed plugins),
+``limit`` or ``peer``. Prints one JSON line: in-process import and first-batch
+times and the batch's failures (so a broken subject cannot look fast).
+"""
+
+import time
+
+STARTED = time.perf_counter()
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+MODULES = {"letsgo": "lambda_entry", "limit": "limit_handler", "peer": "peer_handler"}
+
+
+class Context:
+    """Just enough of the Lambda context object."""
+
+    function_name = "letsgo-worker"
+    memory_limit_in_mb = "1024"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:letsgo-worker"
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+
+    def get_remaining_time_in_millis(self):
+        return 900_000
+
+
+def main() -> None:
+    subject, event_path = sys.argv[1], sys.argv[2]
+    with open(event_path) as file:
+        event = json.load(file)
+    before_import = time.perf_counter()
+    module = __import__(MODULES[subject])
+    imported = time.perf_counter()
+    response = module.handler(event, Context())
+    handled = time.perf_counter()
+    print(json.dumps({
+        "subject": subject,
+        "import_ms": (imported - before_import) * 1000,
+        "first_batch_ms": (handled - imported) * 1000,
+        "in_process_ms": (handled - STARTED) * 1000,
+        "failures": len(response["batchItemFailures"]),
+        "records": len(event["Records"]),
+    }))
+
+
+main()

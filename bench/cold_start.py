@@ -1,0 +1,115 @@
+"""Scenario 1, cold start: a new process imports the handler, handles one 10-record batch, exits.
+
+Subjects, alternating round by round: ``letsgo`` (``lambda_entry`` with
+entry-point discovery of every installed plugin), ``limit`` (json + one
+pydantic model + dict dispatch) and ``peer`` (Powertools BatchProcessor).
+Wall time is measured by the parent from spawn to exit; peak RSS comes from
+``wait4`` for that very child.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench.common import (
+    BENCH,
+    Result,
+    clean_environ,
+    isolated_cwd,
+    median,
+    order_event,
+    python_exe,
+    rotated,
+)
+
+SUBJECTS = ["letsgo", "limit", "peer"]
+ROUNDS = {"full": 30, "quick": 8, "tiny": 1}
+
+
+def spawn(subject: str, event_path: Path, env: dict[str, str], *, importtime: bool = False) -> dict:
+    """Run one cold start; return the child's own report plus wall ms, peak RSS and stderr."""
+    argv = [python_exe()] + (["-X", "importtime"] if importtime else []) + [str(BENCH / "cold_child.py"), subject, str(event_path)]
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Read both pipes to the end before reaping, then wait4 gives this child's own rusage.
+    out, err = child.stdout.read(), child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall_ms = (time.perf_counter() - started) * 1000
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"cold start of {subject!r} exited {child.returncode}: {err.decode()[-2000:]}")
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    if report["failures"]:
+        raise RuntimeError(f"cold start of {subject!r} failed {report['failures']} of {report['records']} records")
+    report.update(wall_ms=wall_ms, peak_rss_kib=usage.ru_maxrss, stderr=err.decode())
+    return report
+
+
+def import_profile(event_path: Path, env: dict[str, str], top: int = 12) -> str:
+    """``python -X importtime`` of a letsgo cold start: top-level packages by cumulative import time."""
+    report = spawn("letsgo", event_path, env, importtime=True)
+    by_package: Counter[str] = Counter()
+    for line in report["stderr"].splitlines():
+        if not line.startswith("import time:"):
+            continue
+        self_us, _cumulative, name = line[len("import time:"):].split("|")
+        if self_us.strip().isdigit():  # skips the header line
+            by_package[name.strip().split(".")[0]] += int(self_us)
+    total = sum(by_package.values())
+    lines = [f"import time by top-level package (self time summed), letsgo cold start: {total / 1000:.0f} ms in all"]
+    for name, micros in by_package.most_common(top):
+        lines.append(f"  {micros / 1000:7.1f} ms  {name}")
+    lines.append(
+        f"in-process: import lambda_entry {report['import_ms']:.0f} ms, first batch (plugin discovery + dispatch) "
+        f"{report['first_batch_ms']:.0f} ms"
+    )
+    return "\n".join(lines)
+
+
+def run(mode: str) -> Result:
+    """Measure cold starts of the three subjects, alternating, and compare them."""
+    result = Result(
+        "1", "Cold start", mode,
+        "New interpreter: import the handler, handle one 10-record OrderNew batch, exit. "
+        "Wall time from spawn to exit, peak RSS from wait4; subjects alternate round by round; medians.",
+    )
+    rounds = ROUNDS[mode]
+    samples: dict[str, dict[str, list[float]]] = {s: {"wall": [], "rss": [], "in_process": []} for s in SUBJECTS}
+    with isolated_cwd() as directory:
+        event_path = directory / "event.json"
+        event_path.write_text(json.dumps(order_event(0)))
+        env = clean_environ(PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        for subject in SUBJECTS:  # warm the page cache and bytecode caches; not measured
+            spawn(subject, event_path, env)
+        for round_ in range(rounds):
+            for subject in rotated(SUBJECTS, round_):
+                report = spawn(subject, event_path, env)
+                samples[subject]["wall"].append(report["wall_ms"])
+                samples[subject]["rss"].append(report["peak_rss_kib"] / 1024)
+                samples[subject]["in_process"].append(report["in_process_ms"])
+        result.profile = import_profile(event_path, env) if mode != "tiny" else ""
+    medians = {s: {k: median(v) for k, v in samples[s].items()} for s in SUBJECTS}
+    for subject in SUBJECTS:
+        result.measure("wall", subject, medians[subject]["wall"], "ms", f"median of {rounds}")
+        result.measure("in-process (import + first batch)", subject, medians[subject]["in_process"], "ms")
+        result.measure("peak RSS", subject, medians[subject]["rss"], "MiB")
+    letsgo = medians["letsgo"]
+    result.target("wall vs limit", letsgo["wall"] / medians["limit"]["wall"], 1.15, "<=")
+    result.target("wall vs peer", letsgo["wall"] / medians["peer"]["wall"], 0.85, "<=")
+    result.target("peak RSS vs limit", letsgo["rss"] / medians["limit"]["rss"], 1.25, "<=")
+    return result
+
+
+def main() -> int:
+    from bench.common import scenario_main
+
+    return scenario_main(run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The limit: the least a correct SQS batch handler can do for ``OrderNew``.
+
+``json.loads``, one pydantic model, a dict from type to handler, and the
+ReportBatchItemFailures response. No plugins, no concurrency, no context: the
+fastest thing possible, the yardstick the host is measured against.
+"""
+
+import json
+import logging
+
+from pydantic import BaseModel
+
+
+class OrderNew(BaseModel):
+    orderId: str
+    customerId: str
+
+
+logger = logging.getLogger("bench.limit.orders")
+
+
+def handle_order_new(order: OrderNew) -> None:
+    """The same work as example_orders' handler: one INFO log line."""
+    logger.info("new order %s for customer %s", order.orderId, order.customerId)
+
+
+HANDLERS = {"OrderNew": (OrderNew, handle_order_new)}
+
+
+def handler(event, context):
+    """Handle an SQS batch; every record that raised is reported as failed."""
+    failures = []
+    for record in event["Records"]:
+        try:
+            body = json.loads(record["body"])
+            model, handle = HANDLERS[body["type"]]
+            handle(model.model_validate(body["payload"]))
+        except Exception:
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
