@@ -9,10 +9,16 @@ code ``lambda_entry.handler`` runs), then settled record by record.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from host.config import Settings
     from host.dispatch import Outcome
+    from host.worker import Worker
 
 
 @runtime_checkable
@@ -41,3 +47,190 @@ class MessageSource(Protocol):
     def settle(self, records: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
         """Apply each record's outcome: delete, retry later, or dead-letter."""
         ...
+
+
+logger = logging.getLogger("letsgo.delivery")
+
+#: How long one receive waits for a first message before the loop looks around again.
+DEFAULT_POLL_SECONDS = 1.0
+
+
+@dataclass
+class _Batch:
+    records: list[dict[str, Any]]
+    deadline: float  # monotonic; past it the batch no longer holds a concurrency slot
+    thread: threading.Thread | None = None
+    overdue: bool = False
+
+
+class Delivery:
+    """The event source mapping: drives a :class:`MessageSource` through the batch processor.
+
+    One dispatcher thread receives batches of up to ``batch_size`` records,
+    waiting up to ``batch_window`` seconds to fill a batch once its first record
+    has arrived, and runs each batch in its own thread, at most ``concurrency``
+    at once. A batch still running after ``visibility_timeout`` gives its slot
+    back (its messages are visible again by then and will be delivered again),
+    so one hung handler cannot stall delivery.
+    """
+
+    def __init__(
+        self,
+        worker: Worker,
+        source: MessageSource,
+        *,
+        batch_size: int = 10,
+        batch_window: float = 0.0,
+        concurrency: int = 5,
+        visibility_timeout: float = 360.0,
+        poll_seconds: float = DEFAULT_POLL_SECONDS,
+    ) -> None:
+        self.worker = worker
+        self.source = source
+        self.batch_size = batch_size
+        self.batch_window = batch_window
+        self.concurrency = concurrency
+        self.visibility_timeout = visibility_timeout
+        self.poll_seconds = poll_seconds
+        self._batches: dict[int, _Batch] = {}
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._next_batch = 0
+
+    @classmethod
+    def from_settings(cls, worker: Worker, source: MessageSource, settings: Settings, **options: Any) -> Delivery:
+        """A delivery loop with the batch size, window, concurrency and visibility timeout of ``settings``."""
+        return cls(
+            worker, source, batch_size=settings.batch_size, batch_window=settings.batch_window,
+            concurrency=settings.concurrency, visibility_timeout=settings.visibility_timeout, **options,
+        )
+
+    # -- life cycle --------------------------------------------------------------
+
+    def start(self) -> Delivery:
+        """Start the dispatcher thread."""
+        self._dispatcher = threading.Thread(target=self._dispatch, name="letsgo-delivery", daemon=True)
+        self._dispatcher.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Stop receiving, wait up to ``timeout`` seconds for running batches; return how many were left running.
+
+        The records of batches left running are released to the source when it
+        can (``release``), so they are delivered again at the next start.
+        """
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        if self._dispatcher is not None:
+            self._dispatcher.join(max(0.0, deadline - time.monotonic()))
+        with self._changed:
+            self._changed.notify_all()
+            # Overdue batches are not waited for: their messages are already visible again.
+            while self._running() and (remaining := deadline - time.monotonic()) > 0:
+                self._changed.wait(min(remaining, 0.25))
+            left = list(self._batches.values())
+        running = sum(1 for batch in left if not batch.overdue)
+        if running:
+            logger.warning(
+                "stopping with %d batch(es) still running after %gs; their messages will be delivered again",
+                running, timeout,
+            )
+        self._release([record for batch in left for record in batch.records])
+        return running
+
+    def in_flight(self) -> int:
+        """Batches running and still within their visibility timeout."""
+        with self._changed:
+            return self._running()
+
+    # -- the dispatcher --------------------------------------------------------------
+
+    def _running(self) -> int:
+        now = time.monotonic()
+        for batch in self._batches.values():
+            if not batch.overdue and now >= batch.deadline:
+                batch.overdue = True
+                logger.warning(
+                    "a batch of %d message(s) has run longer than the visibility timeout (%gs);"
+                    " its messages are delivered again (a handler may hang)",
+                    len(batch.records), self.visibility_timeout,
+                )
+        return sum(1 for batch in self._batches.values() if not batch.overdue)
+
+    def _wait_for_slot(self) -> bool:
+        with self._changed:
+            while not self._stopping.is_set():
+                if self._running() < self.concurrency:
+                    return True
+                soonest = min((b.deadline for b in self._batches.values() if not b.overdue), default=None)
+                pause = self.poll_seconds if soonest is None else max(0.01, soonest - time.monotonic())
+                self._changed.wait(min(pause, self.poll_seconds))
+        return False
+
+    def _dispatch(self) -> None:
+        while self._wait_for_slot():
+            try:
+                records = self._gather()
+            except Exception:
+                logger.exception("receiving messages failed; trying again in %gs", self.poll_seconds)
+                self._stopping.wait(self.poll_seconds)
+                continue
+            if not records:
+                continue
+            if self._stopping.is_set():
+                self._release(records)
+                return
+            self._launch(records)
+
+    def _gather(self) -> list[dict[str, Any]]:
+        """One batch: the first receive waits for a record, then the batching window fills it up."""
+        records = self.source.receive(self.batch_size, self.poll_seconds)
+        if not records or self.batch_window <= 0:
+            return records
+        window_ends = time.monotonic() + self.batch_window
+        while len(records) < self.batch_size and not self._stopping.is_set():
+            remaining = window_ends - time.monotonic()
+            if remaining <= 0:
+                break
+            records += self.source.receive(self.batch_size - len(records), min(remaining, self.poll_seconds))
+        return records
+
+    def _launch(self, records: list[dict[str, Any]]) -> None:
+        with self._changed:
+            number = self._next_batch
+            self._next_batch += 1
+            batch = _Batch(records, time.monotonic() + self.visibility_timeout)
+            self._batches[number] = batch
+        batch.thread = threading.Thread(
+            target=self._run_batch, args=(number, batch), name=f"letsgo-batch-{number}", daemon=True
+        )
+        batch.thread.start()
+
+    def _run_batch(self, number: int, batch: _Batch) -> None:
+        from host.batch import process_sqs_event
+        from host.dispatch import Outcome, Status
+
+        try:
+            try:
+                outcomes = process_sqs_event(self.worker, {"Records": batch.records}).outcomes
+            except Exception as error:
+                logger.exception("the batch processor failed; every message of the batch is retried")
+                reason = f"batch processing failed: {type(error).__name__}: {error}"
+                outcomes = [Outcome(Status.FAILED, str(r.get("messageId")), reason=reason) for r in batch.records]
+            self.source.settle(batch.records, outcomes)
+        except Exception:
+            logger.exception("settling a batch failed; its messages are delivered again after the visibility timeout")
+        finally:
+            with self._changed:
+                del self._batches[number]
+                self._changed.notify_all()
+
+    def _release(self, records: list[dict[str, Any]]) -> None:
+        release = getattr(self.source, "release", None)
+        if release is None or not records:
+            return
+        try:
+            release(records)
+        except Exception:
+            logger.exception("could not release %d message(s); they are delivered again after the visibility timeout", len(records))

@@ -1,0 +1,304 @@
+"""The local server's HTTP side: message intake on ``POST /``, ``GET /healthz`` and plugin routes.
+
+``POST /`` takes what LetsGo's queue client sends (an SQS-shaped
+``{"Records": [...]}``) or a bare ``{"type", "payload"}`` message with an
+optional ``delaySeconds`` (0-900), stores the messages in one transaction and
+answers 201 only once they are on disk. Intake checks the envelope only; what
+is inside a message (its type, its payload, even whether a record's body is
+JSON) is dispatch's business, so such messages are stored and then rejected
+into the dead-letter queue with their reason: nothing is dropped unrecorded.
+
+Standard library only (``http.server``), HTTP/1.1 with keep-alive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from host.errors import StartupError
+from host.local_queue import MAX_DELAY_SECONDS
+from host.routes import Headers, Request, Response, RouteTable
+
+if TYPE_CHECKING:
+    from host.local_queue import LocalQueue
+
+logger = logging.getLogger("letsgo.http")
+
+#: The largest request body accepted: SQS's message size limit (256 KiB).
+MAX_BODY_BYTES = 256 * 1024
+
+_SHAPES = '{"Records": [...]} (as LetsGo\'s queue client sends) or {"type": "...", "payload": ...}'
+
+
+class IntakeError(Exception):
+    """A request the server refuses; ``status`` is the HTTP status, the message says what is wrong."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def parse_delay(value: Any) -> float:
+    """A ``delaySeconds`` value: a number of seconds from 0 to 900; raise :class:`IntakeError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DELAY_SECONDS:
+        raise IntakeError(400, f"delaySeconds must be a number of seconds from 0 to {MAX_DELAY_SECONDS}, got {json.dumps(value)[:40]}")
+    return float(value)
+
+
+def encode_message(message: Any) -> str:
+    """The body stored for a bare message: the object as compact JSON; raise :class:`IntakeError`."""
+    if not isinstance(message, dict):
+        raise IntakeError(400, f"a message must be a JSON object {{\"type\": \"...\", \"payload\": ...}}, got {_kind(message)}")
+    if not isinstance(message.get("type"), str):
+        raise IntakeError(400, f"a message's \"type\" must be a string, got {_kind(message.get('type'))}")
+    return json.dumps(message, separators=(",", ":"))
+
+
+def parse_intake(data: bytes) -> tuple[list[tuple[str | None, str]], float]:
+    """Read a ``POST /`` body: return ``[(message id or None, body)]`` and the delay in seconds.
+
+    Raises :class:`IntakeError` (400) saying what is wrong with the envelope.
+    """
+    if not data.strip():
+        raise IntakeError(400, f"request body is empty; send {_SHAPES}")
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise IntakeError(400, "request body is not valid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise IntakeError(400, f"request body is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise IntakeError(400, f"expected a JSON object, {_SHAPES}; got {_kind(value)}")
+    delay = parse_delay(value["delaySeconds"]) if "delaySeconds" in value else 0.0
+    if "Records" in value:
+        records = value["Records"]
+        if not isinstance(records, list) or not records:
+            raise IntakeError(400, f"\"Records\" must be a non-empty array of SQS records, got {_kind(records) if records != [] else 'an empty array'}")
+        messages = []
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise IntakeError(400, f"Records[{index}] must be an object with a string \"body\", got {_kind(record)}")
+            body = record.get("body")
+            if not isinstance(body, str):
+                raise IntakeError(
+                    400, f"Records[{index}].body must be a string (the message as JSON text), got {_kind(body)}"
+                )
+            try:
+                body.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise IntakeError(400, f"Records[{index}].body is not valid Unicode: {error.reason} at {error.start}") from None
+            message_id = record.get("messageId")
+            usable = isinstance(message_id, str) and 0 < len(message_id) <= 256
+            messages.append((message_id if usable else None, body))
+        return messages, delay
+    if "type" in value:
+        message = {key: item for key, item in value.items() if key != "delaySeconds"}
+        return [(None, encode_message(message))], delay
+    raise IntakeError(400, f"expected {_SHAPES}; the object has neither \"Records\" nor \"type\"")
+
+
+class LocalServer:
+    """The HTTP server of ``letsgo-worker serve``; its threads are daemons.
+
+    :param queue: the local queue that ``POST /`` stores into, or None when
+        messages come from elsewhere (``serve --sqs``); then ``POST /`` answers 404
+        with ``intake_note``.
+    :param enqueue: what ``request.enqueue`` of a plugin route calls.
+    :param health: returns the JSON of ``GET /healthz``.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        queue: LocalQueue | None,
+        routes: RouteTable | None = None,
+        enqueue: Callable[[dict[str, Any], float], str] | None = None,
+        health: Callable[[], dict[str, Any]] | None = None,
+        intake_note: str = "this server does not accept messages",
+    ) -> None:
+        self.queue = queue
+        self.routes = routes or RouteTable()
+        self.enqueue = enqueue
+        self.health = health or (lambda: {"status": "ok"})
+        self.intake_note = intake_note
+        handler = type("LocalRequestHandler", (_Handler,), {"app": self})
+        try:
+            self.httpd = _Server((host, port), handler)
+        except OSError as error:
+            raise StartupError(
+                f"cannot listen on {host}:{port}: {error.strerror or error}; pass --port (or set PORT) to use another port"
+            ) from None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful with port 0)."""
+        return self.httpd.server_address[1]
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        host = self.httpd.server_address[0]
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}"
+
+    def start(self) -> LocalServer:
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="letsgo-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the socket."""
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join()
+        self.httpd.server_close()
+
+    # -- request handling (called on the connection's thread) -------------------------
+
+    def intake(self, data: bytes) -> Response:
+        """``POST /``: store the messages, answer 201 with their ids once they are on disk."""
+        if self.queue is None:
+            return Response(404, {"error": self.intake_note})
+        try:
+            messages, delay = parse_intake(data)
+        except IntakeError as error:
+            return Response(error.status, {"error": error.message})
+        try:
+            ids = self.queue.enqueue_many(messages, delay)
+        except Exception as error:
+            logger.exception("could not store %d message(s)", len(messages))
+            return Response(503, {"error": f"the local queue could not store the message: {error}"})
+        if len(ids) == 1:
+            return Response(201, {"messageId": ids[0], "messageIds": ids})
+        return Response(201, {"messageIds": ids})
+
+    def route(self, request: Request) -> Response:
+        """A plugin route, or 404/405."""
+        route = self.routes.match(request.method, request.path)
+        if route is None:
+            allowed = self.routes.allowed(request.path)
+            if allowed:
+                return _not_allowed(request, allowed)
+            return Response(404, {"error": f"no route for {request.method} {request.path}"})
+        try:
+            response = route.handler(request)
+        except Exception as error:
+            logger.exception("route %s %s of plugin %r failed", route.method, route.path, route.plugin)
+            return Response(500, {"error": f"route {route.method} {route.path} of plugin {route.plugin!r} failed: {type(error).__name__}: {error}"})
+        if not isinstance(response, Response):
+            logger.error("route %s %s of plugin %r returned %r, not a Response", route.method, route.path, route.plugin, response)
+            return Response(500, {"error": f"route {route.method} {route.path} of plugin {route.plugin!r} did not return a Response"})
+        return response
+
+
+def _not_allowed(request: Request, allowed: list[str]) -> Response:
+    return Response(
+        405, {"error": f"method {request.method} is not allowed on {request.path}; use {', '.join(allowed)}"},
+        {"Allow": ", ".join(allowed)},
+    )
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; HTTP/1.1 keeps it open for the next request."""
+
+    app: LocalServer
+    protocol_version = "HTTP/1.1"
+    server_version = "letsgo-worker"
+    # Headers and body go out in separate writes; without this, Nagle's algorithm
+    # and delayed ACKs add tens of milliseconds to each keep-alive request.
+    disable_nagle_algorithm = True
+    # Idle keep-alive connections are closed after this many seconds.
+    timeout = 120
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def _handle(self) -> None:
+        path, _, query = self.path.partition("?")
+        data = self._read_body()
+        if data is None:
+            return
+        if path == "/":
+            if self.command == "POST":
+                response = self.app.intake(data)
+            else:
+                response = _not_allowed(self._request(path, query, data), ["POST"])
+        elif path == "/healthz":
+            if self.command in ("GET", "HEAD"):
+                response = Response(200, self.app.health())
+            else:
+                response = _not_allowed(self._request(path, query, data), ["GET"])
+        else:
+            response = self.app.route(self._request(path, query, data))
+        self._send(response)
+
+    def _request(self, path: str, query: str, data: bytes) -> Request:
+        params: dict[str, str] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            params.setdefault(name, value)
+        return Request(
+            self.command, path, params, Headers(self.headers.items()), data, self.app.enqueue
+        )
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering a request whose body cannot be read."""
+        if self.headers.get("Transfer-Encoding"):
+            self._send(Response(411, {"error": "send the body with a Content-Length header (chunked bodies are not accepted)"}), close=True)
+            return None
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            return b""
+        try:
+            length = int(length_text)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self._send(Response(400, {"error": f"Content-Length {length_text!r} is not a byte count"}), close=True)
+            return None
+        if length > MAX_BODY_BYTES:
+            self._send(Response(413, {"error": f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} (256 KiB, the SQS message size limit)"}), close=True)
+            return None
+        return self.rfile.read(length)
+
+    def _send(self, response: Response, *, close: bool = False) -> None:
+        data, headers = response.encode()
+        self.send_response(response.status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
+        logger.debug("%s %s", self.address_string(), format % args)

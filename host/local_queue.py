@@ -1,0 +1,740 @@
+"""The local queue: SQLite with SQS semantics, and the ``letsgo-worker dlq`` commands.
+
+Messages live in one SQLite file (``.letsgo/worker.db`` by default), so nothing
+answered 201 is lost across restarts or ``kill -9``. Semantics follow SQS:
+
+* a received message is invisible for the visibility timeout and its receive
+  count goes up by one; each receive hands out a new receipt handle, and only
+  the latest one can delete or change the message (a handler that outlived the
+  visibility timeout settles nothing: its message was, or will be, delivered again);
+* ``delay_seconds`` holds a new message back;
+* a failed message becomes visible again after an exponential back-off driven
+  by its receive count, with jitter: ``min(max, base * 2**(count - 1))``, of
+  which a random half is waited ("equal jitter"), so retries spread out but
+  never come early;
+* after the maximum receive count, or at once when it is rejected (it can never
+  succeed), a message moves to the dead-letter table with its last error and
+  the reason, where ``dlq list`` shows it and ``dlq redrive`` sends it back.
+
+Durability: the database is in WAL mode with ``synchronous=FULL``. WAL with
+``NORMAL`` would survive a killed process but could lose the last commits on a
+power cut or OS crash, and a 201 is a promise, so every commit is flushed to
+disk. To keep that affordable, one writer thread runs every write and commits
+all the writes waiting for it in a single transaction (group commit): under
+load, many requests share one flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import queue
+import random
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from host.errors import StartupError, WorkerError
+
+if TYPE_CHECKING:
+    from host.config import Settings
+    from host.dispatch import Outcome
+
+logger = logging.getLogger("letsgo.local_queue")
+
+#: ``eventSource`` and ``eventSourceARN`` of records delivered by the local queue.
+EVENT_SOURCE = "letsgo:local"
+EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
+
+#: The dead-letter reason of a rejected message; its ``last_error`` says what is wrong with it.
+REJECTED_REASON = "rejected: the message can never be handled, so it was not retried"
+
+#: The largest ``delaySeconds`` SQS accepts (15 minutes).
+MAX_DELAY_SECONDS = 900
+
+#: Schema version stored in ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+#: Most writes committed together in one transaction.
+_GROUP_LIMIT = 512
+
+#: A receive that waits re-checks the database at least this often, so that
+#: messages written by another process (``dlq redrive``) are noticed.
+_POLL_SECONDS = 0.5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT    NOT NULL,
+    body              TEXT    NOT NULL,
+    sent_at           REAL    NOT NULL,
+    visible_at        REAL    NOT NULL,
+    receive_count     INTEGER NOT NULL DEFAULT 0,
+    first_received_at REAL,
+    receipt_handle    TEXT,
+    last_error        TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT    NOT NULL,
+    body              TEXT    NOT NULL,
+    sent_at           REAL    NOT NULL,
+    receive_count     INTEGER NOT NULL,
+    first_received_at REAL,
+    dead_lettered_at  REAL    NOT NULL,
+    reason            TEXT    NOT NULL,
+    last_error        TEXT
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
+"""
+
+
+class QueueError(WorkerError):
+    """The local queue cannot do what was asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead-letter table."""
+
+    id: str
+    body: str
+    receive_count: int
+    reason: str
+    last_error: str | None
+    sent_at: float
+    first_received_at: float | None
+    dead_lettered_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, with times as ISO-8601 UTC instants."""
+        data = asdict(self)
+        for key in ("sent_at", "first_received_at", "dead_lettered_at"):
+            data[key] = _iso(data[key])
+        return data
+
+
+def backoff_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> float:
+    """The wait before a failed message is visible again, after its ``receive_count``-th receive.
+
+    ``min(maximum, base * 2**(receive_count - 1))``, of which the upper half is
+    random ("equal jitter"): the wait is never below half the nominal delay, and
+    grows with each receive until it reaches ``maximum``.
+    """
+    exponent = min(max(receive_count, 1) - 1, 60)  # 2**60 seconds is far beyond any maximum
+    nominal = min(maximum, base * (2**exponent))
+    return nominal / 2 + (rng or random).uniform(0, nominal / 2)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _receipt_seq(receipt_handle: Any) -> int | None:
+    try:
+        return int(str(receipt_handle).split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+class _Writer:
+    """One thread that runs every write; the writes waiting for it share one transaction."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._jobs: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], Future] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="letsgo-queue-writer", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def submit(self, job: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``job(connection)`` inside a committed transaction; return its result once on disk."""
+        if self._closed:
+            raise QueueError("the local queue is closed")
+        future: Future = Future()
+        self._jobs.put((job, future))
+        return future.result()
+
+    def close(self) -> None:
+        """Finish the writes already submitted, then stop the thread."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        connection = self._connect()
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                jobs = [first]
+                stop = False
+                while len(jobs) < _GROUP_LIMIT:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    jobs.append(job)
+                self._commit(connection, jobs)
+                if stop:
+                    return
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _commit(connection: sqlite3.Connection, jobs: list[tuple[Callable, Future]]) -> None:
+        results: list[tuple[bool, Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job, _ in jobs:
+                # A savepoint per job: one failing write does not undo the others.
+                connection.execute("SAVEPOINT job")
+                try:
+                    results.append((True, job(connection)))
+                    connection.execute("RELEASE job")
+                except Exception as error:
+                    connection.execute("ROLLBACK TO job")
+                    connection.execute("RELEASE job")
+                    results.append((False, error))
+            connection.execute("COMMIT")
+        except Exception as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            failure = QueueError(f"could not write to the local queue: {type(error).__name__}: {error}")
+            for _, future in jobs:
+                future.set_exception(failure)
+            return
+        for (_, future), (ok, value) in zip(jobs, results):
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+class LocalQueue:
+    """A durable queue in one SQLite file, with SQS semantics; also a :class:`host.delivery.MessageSource`.
+
+    Thread-safe: any thread may enqueue, receive and settle.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        visibility_timeout: float = 360,
+        max_receive_count: int = 5,
+        backoff_base: float = 2,
+        backoff_max: float = 300,
+        create: bool = True,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self.visibility_timeout = visibility_timeout
+        self.max_receive_count = max_receive_count
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        if not create and not os.path.isfile(self.path):
+            raise QueueError(
+                f"no local queue database at {self.path}; run `letsgo-worker serve` first or pass --db PATH"
+            )
+        if create:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._prepare()
+        self._arrivals = threading.Condition()
+        self._generation = 0
+        self._reader_lock = threading.Lock()
+        self._reader = self._connect()
+        self._writer = _Writer(self._connect)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, path: str | None = None, *, create: bool = True) -> LocalQueue:
+        """A queue with the visibility timeout, maximum receive count and back-off of ``settings``."""
+        return cls(
+            path or settings.db_path,
+            visibility_timeout=settings.visibility_timeout,
+            max_receive_count=settings.max_receive_count,
+            backoff_base=settings.backoff_base,
+            backoff_max=settings.backoff_max,
+            create=create,
+        )
+
+    # -- connections -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=30000")
+        return connection
+
+    def _prepare(self) -> None:
+        try:
+            connection = self._connect()
+            try:
+                mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    logger.warning("the local queue %s is in %s journal mode, not WAL", self.path, mode)
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise QueueError(
+                        f"{self.path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker"
+                    )
+                connection.executescript(_SCHEMA)
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            finally:
+                connection.close()
+        except sqlite3.DatabaseError as error:
+            raise QueueError(f"cannot open the local queue database {self.path}: {error}") from None
+
+    def close(self) -> None:
+        """Finish pending writes and close the database."""
+        self._writer.close()
+        with self._reader_lock:
+            self._reader.close()
+        with self._arrivals:
+            self._generation += 1
+            self._arrivals.notify_all()
+
+    def __enter__(self) -> LocalQueue:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        with self._reader_lock:
+            return self._reader.execute(sql, parameters).fetchall()
+
+    # -- sending ---------------------------------------------------------------
+
+    def enqueue(self, body: str, delay_seconds: float = 0, message_id: str | None = None) -> str:
+        """Durably store one message; return its id once it is on disk."""
+        return self.enqueue_many([(message_id, body)], delay_seconds)[0]
+
+    def enqueue_many(self, messages: Iterable[tuple[str | None, str]], delay_seconds: float = 0) -> list[str]:
+        """Durably store ``(message_id or None, body)`` pairs in one transaction; return their ids.
+
+        A missing id is replaced by a new UUID. The messages become visible
+        after ``delay_seconds`` (0 to 900).
+        """
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise QueueError(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {delay_seconds!r}")
+        rows = [(message_id or str(uuid.uuid4()), body) for message_id, body in messages]
+
+        def insert(connection: sqlite3.Connection) -> None:
+            now = time.time()
+            connection.executemany(
+                "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
+                [(message_id, body, now, now + delay_seconds) for message_id, body in rows],
+            )
+
+        self._writer.submit(insert)
+        self._wake()
+        return [message_id for message_id, _ in rows]
+
+    def _wake(self) -> None:
+        with self._arrivals:
+            self._generation += 1
+            self._arrivals.notify_all()
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive(self, max_messages: int, wait_seconds: float) -> list[dict[str, Any]]:
+        """Claim up to ``max_messages`` visible messages as SQS records, waiting up to ``wait_seconds``.
+
+        Each claimed message is invisible for the visibility timeout and its
+        receive count goes up by one. A visible message that was already
+        received the maximum number of times without being settled (its
+        handler hung or the process died each time) is dead-lettered instead.
+        """
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            with self._arrivals:
+                generation = self._generation
+            records, next_visible_at = self._writer.submit(lambda connection: self._claim(connection, max_messages))
+            remaining = deadline - time.monotonic()
+            if records or remaining <= 0:
+                return records
+            pause = min(remaining, _POLL_SECONDS)
+            if next_visible_at is not None:
+                pause = min(pause, max(0.0, next_visible_at - time.time()))
+            with self._arrivals:
+                self._arrivals.wait_for(lambda: self._generation != generation, timeout=pause)
+
+    def _claim(self, connection: sqlite3.Connection, limit: int) -> tuple[list[dict[str, Any]], float | None]:
+        now = time.time()
+        token = secrets.token_hex(8)
+        claimed: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        while len(claimed) < limit:
+            rows = connection.execute(
+                "SELECT seq, id, body, sent_at, receive_count, first_received_at, last_error FROM messages"
+                " WHERE visible_at <= ? ORDER BY seq LIMIT ?",
+                (now, limit - len(claimed) + len(seen)),
+            ).fetchall()
+            rows = [row for row in rows if row[0] not in seen]
+            if not rows:
+                break
+            for seq, message_id, body, sent_at, receive_count, first_received_at, last_error in rows:
+                seen.add(seq)
+                if len(claimed) >= limit:
+                    break
+                if receive_count >= self.max_receive_count:
+                    reason = (
+                        f"received {receive_count} times (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT) without"
+                        f" completing: the visibility timeout ({self.visibility_timeout:g}s) ran out or the"
+                        " worker stopped while it was being handled"
+                    )
+                    self._move_to_dead_letters(connection, seq, reason, last_error, now)
+                    logger.warning("message %s dead-lettered: %s", message_id, reason)
+                    continue
+                receipt_handle = f"{seq}.{token}"
+                first_received_at = first_received_at or now
+                connection.execute(
+                    "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = ?, visible_at = ?,"
+                    " first_received_at = ? WHERE seq = ?",
+                    (receipt_handle, now + self.visibility_timeout, first_received_at, seq),
+                )
+                claimed.append(
+                    _record(message_id, receipt_handle, body, receive_count + 1, sent_at, first_received_at)
+                )
+        next_visible_at = None
+        if not claimed:
+            next_visible_at = connection.execute("SELECT MIN(visible_at) FROM messages").fetchone()[0]
+        return claimed, next_visible_at
+
+    # -- settling --------------------------------------------------------------
+
+    def settle(self, records: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
+        """Apply each outcome: delete the succeeded, back off the failed, dead-letter the rejected.
+
+        A failed message that has reached the maximum receive count is
+        dead-lettered with its last error. Records whose receipt handle is no
+        longer the latest (the visibility timeout ran out and the message was
+        received again) are left alone.
+        """
+        from host.dispatch import Status
+
+        decisions = []
+        for record, outcome in zip(records, outcomes, strict=True):
+            receive_count = int(record["attributes"]["ApproximateReceiveCount"])
+            error = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None)
+            if outcome.status is Status.SUCCEEDED:
+                decisions.append(("delete", record, None, None))
+            elif outcome.status is Status.REJECTED:
+                decisions.append(("dead-letter", record, REJECTED_REASON, error))
+            elif receive_count >= self.max_receive_count:
+                reason = (
+                    f"failed on each of its {receive_count} receives"
+                    f" (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT={self.max_receive_count})"
+                )
+                decisions.append(("dead-letter", record, reason, error))
+            else:
+                delay = backoff_seconds(receive_count, self.backoff_base, self.backoff_max)
+                decisions.append(("retry", record, delay, error))
+
+        def apply(connection: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            stale = []
+            for action, record, detail, error in decisions:
+                seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
+                if action == "delete":
+                    changed = connection.execute(
+                        "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
+                    ).rowcount
+                elif action == "retry":
+                    changed = connection.execute(
+                        "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?"
+                        " WHERE seq = ? AND receipt_handle = ?",
+                        (now + detail, error, seq, handle),
+                    ).rowcount
+                else:
+                    changed = self._move_to_dead_letters(connection, seq, detail, error, now, handle)
+                if not changed:
+                    stale.append(record["messageId"])
+            return stale
+
+        stale = self._writer.submit(apply)
+        for action, record, detail, error in decisions:
+            message_id = record["messageId"]
+            if message_id in stale:
+                continue
+            count = record["attributes"]["ApproximateReceiveCount"]
+            if action == "retry":
+                logger.info("message %s failed on receive %s; visible again in %.1fs: %s", message_id, count, detail, error)
+            elif action == "dead-letter":
+                # A rejection was already logged by the batch processor; a spent retry budget was not.
+                log = logger.info if detail == REJECTED_REASON else logger.warning
+                log("message %s moved to the dead-letter queue: %s; last error: %s", message_id, detail, error)
+        for message_id in stale:
+            logger.warning(
+                "message %s was handled after its visibility timeout (%gs) ran out; it is delivered again"
+                " (raise LETSGO_WORKER_VISIBILITY_TIMEOUT if handlers need longer)",
+                message_id, self.visibility_timeout,
+            )
+
+    def release(self, records: list[dict[str, Any]]) -> int:
+        """Make claimed records visible at once, keeping their receive counts (like visibility timeout 0)."""
+        return self.change_visibility(records, 0)
+
+    def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
+        """Make claimed records visible again after ``seconds``; return how many were still claimed."""
+        handles = [(record.get("receiptHandle"),) for record in records]
+
+        def change(connection: sqlite3.Connection) -> int:
+            visible_at = time.time() + seconds
+            changed = 0
+            for (handle,) in handles:
+                changed += connection.execute(
+                    "UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE seq = ? AND receipt_handle = ?",
+                    (visible_at, _receipt_seq(handle), handle),
+                ).rowcount
+            return changed
+
+        changed = self._writer.submit(change)
+        self._wake()
+        return changed
+
+    def reclaim_in_flight(self) -> int:
+        """Make every claimed message visible now; return how many.
+
+        Only for a server that knows it is the database's sole user (it holds
+        the serve lock): whatever is still claimed was claimed by a server that
+        has stopped, so waiting for its visibility timeout would only delay it.
+        """
+
+        def reclaim(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                "UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE receipt_handle IS NOT NULL",
+                (time.time(),),
+            ).rowcount
+
+        return self._writer.submit(reclaim)
+
+    @staticmethod
+    def _move_to_dead_letters(
+        connection: sqlite3.Connection, seq: int | None, reason: str, error: str | None, now: float,
+        receipt_handle: str | None = None,
+    ) -> int:
+        condition, parameters = "seq = ?", [seq]
+        if receipt_handle is not None:
+            condition, parameters = "seq = ? AND receipt_handle = ?", [seq, receipt_handle]
+        moved = connection.execute(
+            "INSERT INTO dead_letters (id, body, sent_at, receive_count, first_received_at, dead_lettered_at,"
+            " reason, last_error) SELECT id, body, sent_at, receive_count, first_received_at, ?, ?,"
+            f" COALESCE(?, last_error) FROM messages WHERE {condition}",
+            [now, reason, error, *parameters],
+        ).rowcount
+        if moved:
+            connection.execute(f"DELETE FROM messages WHERE {condition}", parameters)
+        return moved
+
+    # -- the dead-letter queue -------------------------------------------------
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead-lettered message, oldest first."""
+        rows = self._read(
+            "SELECT id, body, receive_count, reason, last_error, sent_at, first_received_at, dead_lettered_at"
+            " FROM dead_letters ORDER BY seq"
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    def redrive(self, ids: Sequence[str] | None = None) -> int:
+        """Move dead-lettered messages back to the queue, visible now with a fresh receive count.
+
+        ``ids=None`` redrives every one. An id that is not in the dead-letter
+        queue raises :class:`QueueError` naming it, and nothing moves.
+        """
+
+        def move(connection: sqlite3.Connection) -> int:
+            if ids is None:
+                selected = [row[0] for row in connection.execute("SELECT seq FROM dead_letters ORDER BY seq")]
+            else:
+                selected = []
+                missing = []
+                for message_id in dict.fromkeys(ids):
+                    found = [row[0] for row in connection.execute(
+                        "SELECT seq FROM dead_letters WHERE id = ? ORDER BY seq", (message_id,)
+                    )]
+                    selected.extend(found)
+                    if not found:
+                        missing.append(message_id)
+                if missing:
+                    raise QueueError(
+                        f"not in the dead-letter queue: {', '.join(missing)} (see `letsgo-worker dlq list`)"
+                    )
+            now = time.time()
+            for seq in selected:
+                connection.execute(
+                    "INSERT INTO messages (id, body, sent_at, visible_at) SELECT id, body, sent_at, ?"
+                    " FROM dead_letters WHERE seq = ?",
+                    (now, seq),
+                )
+                connection.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
+            return len(selected)
+
+        moved = self._writer.submit(move)
+        self._wake()
+        return moved
+
+    def purge_dead_letters(self) -> int:
+        """Delete every dead-lettered message; return how many."""
+        return self._writer.submit(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount)
+
+    # -- inspection ------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """How many messages are visible, in flight, waiting (delayed or backing off) and dead-lettered."""
+        now = time.time()
+        (visible, in_flight, waiting), = self._read(
+            "SELECT COALESCE(SUM(visible_at <= ?), 0),"
+            " COALESCE(SUM(visible_at > ? AND receipt_handle IS NOT NULL), 0),"
+            " COALESCE(SUM(visible_at > ? AND receipt_handle IS NULL), 0) FROM messages",
+            (now, now, now),
+        )
+        (dead,), = self._read("SELECT COUNT(*) FROM dead_letters")
+        return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
+
+
+def _record(
+    message_id: str, receipt_handle: str, body: str, receive_count: int, sent_at: float, first_received_at: float
+) -> dict[str, Any]:
+    """An SQS-shaped record, as the event source mapping hands it to Lambda."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle,
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(int(sent_at * 1000)),
+            "SenderId": EVENT_SOURCE,
+            "ApproximateFirstReceiveTimestamp": str(int(first_received_at * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode("utf-8", "surrogatepass")).hexdigest(),
+        "eventSource": EVENT_SOURCE,
+        "eventSourceARN": EVENT_SOURCE_ARN,
+        "awsRegion": "local",
+    }
+
+
+# -- the serve lock ------------------------------------------------------------
+
+
+class ServeLock:
+    """An exclusive lock beside the database: one ``serve`` per queue file.
+
+    Holding it, a server knows that messages still claimed in the database
+    were claimed by a server that stopped (even by ``kill -9``), and can make
+    them visible at once. The operating system drops the lock when the process dies.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.path = os.path.abspath(db_path) + ".lock"
+        self._file = None
+
+    def acquire(self) -> bool:
+        """Take the lock; raise :class:`StartupError` when another server holds it.
+
+        Returns False where file locks are unavailable (then nothing is reclaimed).
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run one server per database
+            return False
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StartupError(
+                f"another `letsgo-worker serve` (pid {holder}) is using {self.path[:-5]}; stop it or pass another --db"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock up."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -- letsgo-worker dlq ----------------------------------------------------------
+
+
+def default_db_path() -> str:
+    """The queue file: ``LETSGO_WORKER_DB`` (also from ``.env``) or ``.letsgo/worker.db``."""
+    from host.config import load_dotenv_file
+
+    load_dotenv_file()
+    return os.environ.get("LETSGO_WORKER_DB") or ".letsgo/worker.db"
+
+
+def cli_dlq(args: argparse.Namespace) -> int:
+    """``letsgo-worker dlq list [--json] | redrive [ID ... | --all] | purge``, each with ``--db PATH``."""
+    path = args.db or default_db_path()
+    try:
+        local_queue = LocalQueue(path, create=False)
+    except QueueError as error:
+        raise StartupError(str(error)) from None
+    with local_queue:
+        if args.dlq_command == "list":
+            return _dlq_list(local_queue, args.json)
+        if args.dlq_command == "redrive":
+            if bool(args.ids) == bool(args.all):
+                print("letsgo-worker: error: name the message ids to redrive, or pass --all (not both)", file=sys.stderr)
+                return 2
+            try:
+                moved = local_queue.redrive(None if args.all else args.ids)
+            except QueueError as error:
+                print(f"letsgo-worker: error: {error}", file=sys.stderr)
+                return 2
+            print(f"redrove {moved} message{'s' * (moved != 1)} to the queue")
+            return 0
+        purged = local_queue.purge_dead_letters()
+        print(f"purged {purged} dead-lettered message{'s' * (purged != 1)}")
+        return 0
+
+
+def _dlq_list(local_queue: LocalQueue, as_json: bool) -> int:
+    letters = local_queue.dead_letters()
+    if as_json:
+        print(json.dumps([letter.to_json() for letter in letters], indent=2))
+        return 0
+    if not letters:
+        print(f"the dead-letter queue is empty ({local_queue.path})")
+        return 0
+    for letter in letters:
+        print(f"{letter.id}  received {letter.receive_count} time{'s' * (letter.receive_count != 1)}"
+              f"  dead-lettered {_iso(letter.dead_lettered_at)}")
+        print(f"  reason:     {letter.reason}")
+        print(f"  last error: {letter.last_error or '-'}")
+        print(f"  body:       {letter.body}")
+    print(f"{len(letters)} dead-lettered message{'s' * (len(letters) != 1)}; "
+          "`letsgo-worker dlq redrive ID` or `--all` sends them back")
+    return 0

@@ -1,0 +1,156 @@
+"""The local scheduler: EventBridge Scheduler's ticks on a laptop.
+
+``LETSGO_WORKER_SCHEDULE`` (read in ``LETSGO_WORKER_SCHEDULE_TIMEZONE``) is
+parsed by :func:`host.schedule.parse_schedule`, the parser ``schedule next``
+uses, so a tick fires here exactly when it would fire in AWS. Each tick calls
+:func:`host.events.handle_event` with the event Scheduler really sends to a
+Lambda target that has no input (``source: aws.scheduler``, ``detail: "{}"``,
+a string), in a thread of its own: like Scheduler, a slow tick does not delay
+the next one. A failed tick is logged; it is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from host.errors import StartupError
+
+if TYPE_CHECKING:
+    from host.schedule import Schedule
+    from host.worker import Worker
+
+logger = logging.getLogger("letsgo.scheduler")
+
+#: The account id in local events (AWS's documentation uses this placeholder too).
+LOCAL_ACCOUNT = "000000000000"
+SCHEDULE_NAME = "letsgo-worker-local"
+
+#: A tick found this late (the machine was asleep) is fired once, with the missed ones skipped.
+_LATE_SECONDS = 60.0
+#: The longest single sleep, so a changed wall clock is noticed.
+_MAX_SLEEP_SECONDS = 30.0
+
+HOW_TO_ENABLE = (
+    "no schedule: scheduled ticks are off. Set LETSGO_WORKER_SCHEDULE (LetsGo deploys 'rate(1 hour)';"
+    " also cron(...) and at(...), read in LETSGO_WORKER_SCHEDULE_TIMEZONE) to run letsgo_scheduled"
+    " hooks locally; preview one with `letsgo-worker schedule next EXPR`"
+)
+
+
+def load_schedule(expression: str, tz: str) -> Schedule:
+    """Parse the configured schedule; an invalid one is a :class:`StartupError` saying why."""
+    from host.schedule import ScheduleError, parse_schedule
+
+    try:
+        return parse_schedule(expression, tz)
+    except ScheduleError as error:
+        raise StartupError(
+            f"LETSGO_WORKER_SCHEDULE={expression!r} (time zone {tz!r}) is invalid: {error}"
+        ) from None
+
+
+def scheduled_event(instant: datetime, region: str = "local") -> dict[str, Any]:
+    """The event EventBridge Scheduler sends to a Lambda target without input, for a tick at ``instant``."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.scheduler",
+        "account": LOCAL_ACCOUNT,
+        "time": instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [f"arn:aws:scheduler:{region}:{LOCAL_ACCOUNT}:schedule/default/{SCHEDULE_NAME}"],
+        "detail": "{}",
+    }
+
+
+class Scheduler:
+    """Fires ``schedule``'s ticks at ``worker`` until stopped."""
+
+    def __init__(self, worker: Worker, schedule: Schedule, *, region: str = "local") -> None:
+        self.worker = worker
+        self.schedule = schedule
+        self.region = region
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ticks: set[threading.Thread] = set()
+        self._ticks_lock = threading.Lock()
+
+    def start(self) -> Scheduler:
+        """Start the timing thread; log the next tick."""
+        now = datetime.now(timezone.utc)
+        upcoming = self.schedule.next_after(now)
+        if upcoming is None:
+            logger.warning("schedule %s fires no more after %s: no scheduled ticks", self.schedule.describe(), _iso(now))
+            return self
+        logger.info("schedule %s; next tick at %s", self.schedule.describe(), _iso(upcoming))
+        self._thread = threading.Thread(target=self._run, args=(now,), name="letsgo-scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Fire no more ticks; wait up to ``timeout`` seconds for running ones."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._ticks_lock:
+            running = list(self._ticks)
+        for thread in running:
+            thread.join(timeout)
+
+    def _run(self, after: datetime) -> None:
+        while not self._stop.is_set():
+            tick = self.schedule.next_after(after)
+            if tick is None:
+                logger.info("schedule %s fires no more", self.schedule.describe())
+                return
+            while not self._stop.is_set():
+                wait = (tick - datetime.now(timezone.utc)).total_seconds()
+                if wait <= 0:
+                    break
+                self._stop.wait(min(wait, _MAX_SLEEP_SECONDS))
+            if self._stop.is_set():
+                return
+            tick = self._skip_missed(tick)
+            self._fire(tick)
+            after = tick
+
+    def _skip_missed(self, tick: datetime) -> datetime:
+        """When ticks were missed (the machine slept), keep only the latest one due."""
+        now = datetime.now(timezone.utc)
+        if (now - tick).total_seconds() < _LATE_SECONDS:
+            return tick
+        skipped = 0
+        while (following := self.schedule.next_after(tick)) is not None and following <= now:
+            tick = following
+            skipped += 1
+        if skipped:
+            logger.warning("skipped %d missed tick(s) (was the process suspended?); firing the one at %s", skipped, _iso(tick))
+        return tick
+
+    def _fire(self, tick: datetime) -> None:
+        event = scheduled_event(tick, self.region)
+        thread = threading.Thread(target=self._run_tick, args=(event,), name=f"letsgo-tick-{event['time']}", daemon=True)
+        with self._ticks_lock:
+            self._ticks.add(thread)
+        thread.start()
+
+    def _run_tick(self, event: dict[str, Any]) -> None:
+        from host.events import handle_event
+
+        logger.info("scheduled tick %s (%s)", event["time"], self.schedule.describe())
+        try:
+            handle_event(event, None, worker=self.worker)
+        except Exception:
+            logger.exception("scheduled tick %s failed", event["time"])
+        finally:
+            with self._ticks_lock:
+                self._ticks.discard(threading.current_thread())
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,199 @@
+"""``letsgo-worker serve``: the local runtime. HTTP intake, durable queue, delivery, scheduler.
+
+By default messages come in over HTTP and wait in the SQLite queue; with
+``--sqs QUEUE_URL`` they come from a real SQS queue instead. Either way the
+same delivery loop hands them, batch by batch, to the batch processor that
+``lambda_entry.handler`` runs in Lambda. SIGINT or SIGTERM stops gracefully:
+no new batches, running ones get a bounded time to finish, and whatever is
+left is delivered again at the next start (a second signal stops at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from host.errors import StartupError
+
+logger = logging.getLogger("letsgo.serve")
+
+#: How long a graceful stop waits for running batches and ticks.
+STOP_TIMEOUT_SECONDS = 10.0
+
+
+def cli_serve(args: argparse.Namespace) -> int:
+    """Run the local runtime until SIGINT/SIGTERM; return the exit status."""
+    from host.config import Settings, load_dotenv_file
+
+    load_dotenv_file()
+    overrides = {
+        name: value
+        for name, value in (("host", args.host), ("port", args.port), ("db_path", args.db))
+        if value is not None
+    }
+    settings = Settings.from_env(**overrides)
+    if not 0 <= settings.port <= 65535:
+        raise StartupError(f"--port {settings.port} is not a port number (0-65535)")
+    logging.getLogger("letsgo").setLevel(settings.log_level)
+    runtime = Runtime(settings, sqs_queue_url=getattr(args, "sqs", None))
+    runtime.start()
+    print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
+    runtime.wait_for_signal()
+    runtime.stop()
+    return 0
+
+
+class Runtime:
+    """The pieces of a running local server, started and stopped in order."""
+
+    def __init__(self, settings: Any, *, sqs_queue_url: str | None = None) -> None:
+        self.settings = settings
+        self.sqs_queue_url = sqs_queue_url
+        self.worker = None
+        self.queue = None
+        self.lock = None
+        self.server = None
+        self.delivery = None
+        self.scheduler = None
+        self._signalled = threading.Event()
+
+    def start(self) -> None:
+        """Check the schedule, bind the port, open the queue, start the worker, then deliver."""
+        from host.delivery import Delivery
+        from host.http_server import LocalServer, encode_message, parse_delay
+        from host.routes import collect_routes
+        from host.scheduler import HOW_TO_ENABLE, Scheduler, load_schedule
+
+        settings = self.settings
+        # An invalid schedule stops start-up before anything else happens.
+        schedule = load_schedule(settings.schedule, settings.schedule_timezone) if settings.schedule else None
+
+        if self.sqs_queue_url:
+            source, enqueue = self._sqs_source(), self._sqs_enqueue
+        else:
+            source = self._open_local_queue()
+
+            def enqueue(message: dict[str, Any], delay_seconds: float = 0) -> str:
+                return self.queue.enqueue(encode_message(message), parse_delay(delay_seconds))
+
+        self.server = LocalServer(
+            settings.host, settings.port, queue=self.queue, enqueue=enqueue, health=self._health,
+            intake_note=f"this server delivers messages from the SQS queue {self.sqs_queue_url}; send messages there",
+        )
+        settings = _replace(settings, port=self.server.port)
+        if not self.sqs_queue_url and settings.local_queue_url is None:
+            # ctx.enqueue() in handlers goes to this server's queue, not to SQS.
+            os.environ["LETSGO_LOCAL_QUEUE_URL"] = self.server.url
+            settings = _replace(settings, local_queue_url=self.server.url)
+        self.settings = settings
+        self.worker = self._start_worker(settings)
+        self.server.routes = collect_routes(self.worker)
+        self.server.start()
+        for route in self.server.routes:
+            logger.info("route %s %s (plugin %s)", route.method, route.path, route.plugin)
+
+        self.delivery = Delivery.from_settings(
+            self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
+        ).start()
+        if schedule is None:
+            logger.info(HOW_TO_ENABLE)
+        else:
+            self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
+
+    def _open_local_queue(self):
+        from host.local_queue import LocalQueue, QueueError, ServeLock
+
+        self.lock = ServeLock(self.settings.db_path)
+        exclusive = self.lock.acquire()
+        try:
+            self.queue = LocalQueue.from_settings(self.settings)
+        except QueueError as error:
+            raise StartupError(str(error)) from None
+        if exclusive:
+            reclaimed = self.queue.reclaim_in_flight()
+            if reclaimed:
+                logger.info("%d message(s) in flight when the server last stopped are delivered again", reclaimed)
+        counts = self.queue.counts()
+        logger.info(
+            "local queue %s: %d visible, %d waiting, %d dead-lettered",
+            self.queue.path, counts["visible"] + counts["in_flight"], counts["waiting"], counts["dead_letters"],
+        )
+        return self.queue
+
+    def _sqs_source(self):
+        try:
+            from host.sqs_source import SqsSource
+        except ImportError as error:
+            raise StartupError(f"serve --sqs is not available in this installation: {error}") from None
+        return SqsSource(self.sqs_queue_url, self.settings)
+
+    def _sqs_enqueue(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
+        from host.queue import enqueue
+
+        return enqueue(message, delay_seconds=int(delay_seconds))
+
+    def _start_worker(self, settings: Any):
+        import host.worker as worker_module
+        from host.worker import Worker
+
+        worker = Worker(settings)
+        # The idempotency store keeps its records beside the local queue.
+        worker.local_db_path = None if self.queue is None else self.queue.path
+        worker.start()
+        for problem in worker.problems:
+            print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
+        # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.
+        with worker_module._worker_lock:
+            worker_module._worker = worker
+        return worker
+
+    def _health(self) -> dict[str, Any]:
+        health: dict[str, Any] = {"status": "ok"}
+        if self.queue is not None:
+            health["queue"] = self.queue.counts()
+        if self.delivery is not None:
+            health["batches_in_flight"] = self.delivery.in_flight()
+        return health
+
+    def wait_for_signal(self) -> None:
+        """Block until SIGINT or SIGTERM; a second one exits at once."""
+
+        def on_signal(number: int, frame: Any) -> None:
+            if self._signalled.is_set():
+                logger.warning("second %s: stopping now; unfinished messages are delivered again at the next start",
+                               signal.Signals(number).name)
+                os._exit(1)
+            logger.info("%s: stopping (a second one stops at once)", signal.Signals(number).name)
+            self._signalled.set()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        while not self._signalled.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        """Stop in order: ticks and batches first (they may still enqueue), then HTTP, the worker, the queue."""
+        if self.scheduler is not None:
+            self.scheduler.stop(STOP_TIMEOUT_SECONDS)
+        if self.delivery is not None:
+            self.delivery.stop(STOP_TIMEOUT_SECONDS)
+        if self.server is not None:
+            self.server.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.queue is not None:
+            self.queue.close()
+        if self.lock is not None:
+            self.lock.release()
+        logger.info("stopped")
+
+
+def _replace(settings: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(settings, **changes)
