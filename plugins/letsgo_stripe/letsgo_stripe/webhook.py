@@ -72,18 +72,21 @@ def verify_signature(body: bytes, header: str | None, secrets: WebhookSecrets) -
 
     import stripe
 
-    stale = False
+    stale = malformed = False
     for mode, secret in candidates:
         try:
             stripe.WebhookSignature.verify_header(body, header, secret, TOLERANCE_SECONDS)
         except stripe.SignatureVerificationError as error:
-            # The SDK checks the signature before the timestamp, so this names a
-            # correctly signed request that is simply too old (or replayed).
+            # The SDK checks the signature before the timestamp, so "tolerance"
+            # names a correctly signed request that is simply too old (or replayed).
             stale = stale or "tolerance" in str(error)
+            malformed = malformed or "extract timestamp" in str(error) or "expected scheme" in str(error)
             continue
         return mode
     if stale:
         raise WebhookRejected(400, f"Stripe-Signature timestamp is more than {TOLERANCE_SECONDS} seconds old")
+    if malformed:
+        raise WebhookRejected(400, "Stripe-Signature header is malformed: expected t=<timestamp>,v1=<signature>")
     raise WebhookRejected(400, "Stripe-Signature does not match the body with any configured webhook secret")
 
 
