@@ -1,8 +1,25 @@
-"""The AWS Lambda entry point: ``lambda_entry.handler`` (the Docker image's CMD)."""
+"""The AWS Lambda entry point: ``lambda_entry.handler`` (the Docker image's CMD).
+
+Imports stay small on purpose: plugins load on the first invocation, and heavy
+SDKs only when a message needs them.
+"""
+
+import os
 
 from host.events import handle_event
 
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    # In a Lambda execution environment: the worker's logs become JSON lines on
+    # standard output, which CloudWatch Logs Insights reads field by field.
+    from host.logs import configure_logging
+
+    configure_logging()
+
 
 def handler(event, context):
-    """Handle an SQS batch (returns ``{"batchItemFailures": [...]}``) or a scheduled tick."""
+    """Handle an SQS batch (returns ``{"batchItemFailures": [...]}``) or a scheduled tick (returns None).
+
+    Raises for an event that is neither, and when a scheduled hook failed, so
+    that Lambda reports the invocation as failed.
+    """
     return handle_event(event, context)

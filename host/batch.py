@@ -1,20 +1,46 @@
-"""SQS batch semantics: run a batch's records through dispatch, report what failed.
+"""SQS batch semantics: run a batch's records through dispatch, report what did not succeed.
 
 The one place that knows the shape of an SQS record. Used by the Lambda entry
 point and, with ``eventSource: "letsgo:local"``, by the local runtime.
+
+- Records run concurrently: async handlers on one event loop, sync handlers in
+  the worker's bounded thread pool (inside :func:`host.dispatch.dispatch`).
+- FIFO: the records of one ``MessageGroupId`` run one after the other, in batch
+  order; after one does not succeed, the group's later records are reported
+  failed without running, so SQS redelivers them in order. Other groups go on.
+- Deadline: with a Lambda context, no record starts once
+  ``get_remaining_time_in_millis()`` is below ``LETSGO_WORKER_DEADLINE_MARGIN_MS``,
+  and records still running then are reported failed; the batch returns before
+  Lambda's timeout instead of being killed with every record unreported.
+- Logs: one structured line per record that did not succeed, successes at DEBUG,
+  and one summary line per batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import threading
+import time
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from host.dispatch import Outcome, Status, dispatch
+from host.dispatch import Outcome, Status, dispatch, notify_rejection
+from host.logs import log_fields
 
 if TYPE_CHECKING:
     from host.worker import Worker
+
+logger = logging.getLogger("letsgo.batch")
+
+T = TypeVar("T")
+
+#: How long cancelled async handlers get to run their ``finally`` blocks at the deadline.
+_CANCEL_GRACE_SECONDS = 0.2
+#: Bodies longer than this are not parsed again just to name their type in a log line.
+_PEEK_LIMIT = 256 * 1024
 
 
 @dataclass
@@ -24,57 +50,339 @@ class BatchResult:
     outcomes: list[Outcome]
 
     def response(self) -> dict[str, list[dict[str, str]]]:
-        """The ReportBatchItemFailures response: every record that did not succeed."""
+        """The ReportBatchItemFailures response: every record that did not succeed.
+
+        A record without a ``messageId`` cannot be named: Lambda would fail the
+        whole batch on an identifier that is not one of its message ids, so it is
+        left out (it was logged as an error; SQS never sends such a record).
+        """
         return {
             "batchItemFailures": [
-                {"itemIdentifier": outcome.message_id} for outcome in self.outcomes if not outcome.ok
+                {"itemIdentifier": outcome.message_id}
+                for outcome in self.outcomes
+                if not outcome.ok and outcome.message_id
             ]
         }
+
+
+# -- reading records ---------------------------------------------------------
+
+
+def record_attributes(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's ``attributes`` object (empty when absent or not an object)."""
+    attributes = record.get("attributes")
+    return attributes if isinstance(attributes, dict) else {}
 
 
 def record_receive_count(record: dict[str, Any]) -> int:
     """The record's ``ApproximateReceiveCount`` (1 when absent or unreadable)."""
     try:
-        return max(1, int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)))
+        return max(1, int(record_attributes(record).get("ApproximateReceiveCount", 1)))
     except (TypeError, ValueError):
         return 1
 
 
-async def process_records(worker: Worker, records: list[dict[str, Any]], lambda_context: Any = None) -> list[Outcome]:
-    """Dispatch every record concurrently; return their outcomes in record order."""
+def record_group(record: Any) -> str | None:
+    """The FIFO message group of ``record``, or None when its order does not matter.
 
-    async def one(record: dict[str, Any]) -> Outcome:
+    A standard queue may carry ``MessageGroupId`` too (fair queues), without any
+    ordering promise; so a group counts only when the queue's ARN ends in
+    ``.fifo`` or the record has no ARN (the local runtime).
+    """
+    if not isinstance(record, dict):
+        return None
+    group = record_attributes(record).get("MessageGroupId")
+    if not isinstance(group, str) or not group:
+        return None
+    arn = record.get("eventSourceARN")
+    if isinstance(arn, str) and arn and not arn.endswith(".fifo"):
+        return None
+    return group
+
+
+def _message_id(record: Any) -> str:
+    if isinstance(record, dict):
         message_id = record.get("messageId")
-        body = record.get("body")
-        if not isinstance(body, str):
-            return Outcome(Status.REJECTED, str(message_id), reason="SQS record has no string \"body\"")
-        return await dispatch(
-            worker, body, message_id=str(message_id), receive_count=record_receive_count(record),
-            attributes=record.get("attributes"), lambda_context=lambda_context,
+        if isinstance(message_id, str) and message_id:
+            return message_id
+    return ""
+
+
+def _peek_type(record: Any) -> str | None:
+    """The message type in ``record``'s body, if it can be read cheaply (for log lines)."""
+    body = record.get("body") if isinstance(record, dict) else None
+    if not isinstance(body, str) or len(body) > _PEEK_LIMIT:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    type_ = value.get("type") if isinstance(value, dict) else None
+    return type_[:200] if isinstance(type_, str) else None
+
+
+# -- the deadline --------------------------------------------------------------
+
+
+class Deadline:
+    """When an invocation must stop starting work, read from its Lambda context.
+
+    Without a context (or one lacking ``get_remaining_time_in_millis``, like the
+    empty object the original local server passed) there is no deadline.
+    """
+
+    def __init__(self, lambda_context: Any, margin_ms: float) -> None:
+        method = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        self._remaining = method if callable(method) else None
+        self.margin_ms = margin_ms
+        self.reached = False
+
+    def remaining_ms(self) -> float | None:
+        """Milliseconds before Lambda's timeout, or None when unknown."""
+        if self._remaining is None:
+            return None
+        try:
+            return float(self._remaining())
+        except Exception:  # a context that cannot tell gives no deadline, not a failed batch
+            return None
+
+    def passed(self) -> bool:
+        """True once the remaining time is below the margin: start nothing more."""
+        remaining = self.remaining_ms()
+        if remaining is not None and remaining < self.margin_ms:
+            self.reached = True
+        return self.reached
+
+    def budget_seconds(self) -> float | None:
+        """Seconds work may still run before the margin, or None without a deadline."""
+        remaining = self.remaining_ms()
+        if remaining is None:
+            return None
+        return max(0.0, (remaining - self.margin_ms) / 1000)
+
+
+async def wait_until_deadline(tasks: Iterable[asyncio.Future[Any]], deadline: Deadline) -> set[asyncio.Future[Any]]:
+    """Wait for ``tasks`` until the deadline's budget is spent; cancel and return those still running.
+
+    Cancelled async work gets a short grace to unwind. A sync handler cannot be
+    stopped: its thread runs on, but nothing waits for it any more.
+    """
+    tasks = set(tasks)
+    if not tasks:
+        return set()
+    _, pending = await asyncio.wait(tasks, timeout=deadline.budget_seconds())
+    if pending:
+        deadline.reached = True
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
+    return pending
+
+
+# -- processing ----------------------------------------------------------------
+
+
+async def _process_record(worker: Worker, record: Any, index: int, lambda_context: Any) -> Outcome:
+    """Dispatch one record; a record that is not a well-formed SQS record is rejected alone."""
+    if not isinstance(record, dict):
+        kind = "null" if record is None else type(record).__name__
+        return Outcome(Status.REJECTED, "", reason=f"SQS record #{index} is not an object (got {kind}); it cannot be handled")
+    message_id = _message_id(record)
+    receive_count = record_receive_count(record)
+    if not message_id:
+        return Outcome(
+            Status.REJECTED, "", _peek_type(record),
+            reason=f"SQS record #{index} has no messageId, so its failure could not be reported for retry; not handled",
         )
+    body = record.get("body")
+    if not isinstance(body, str):
+        kind = "absent" if body is None else f"a {type(body).__name__}"
+        outcome = Outcome(Status.REJECTED, message_id, reason=f"SQS record has no string \"body\" (it is {kind})")
+        await notify_rejection(worker, outcome, receive_count)
+        return outcome
+    try:
+        return await dispatch(
+            worker, body, message_id=message_id, receive_count=receive_count,
+            attributes=record_attributes(record), lambda_context=lambda_context,
+        )
+    except (Exception, SystemExit) as error:  # a handler calling sys.exit() fails its message, not the batch
+        return Outcome(Status.FAILED, message_id, _peek_type(record), reason=f"{type(error).__name__}: {error}", error=error)
 
-    return list(await asyncio.gather(*(one(record) for record in records)))
+
+class _Batch:
+    """The state of one batch while it runs: outcomes by record index and what is in flight."""
+
+    def __init__(self, worker: Worker, records: list[Any], lambda_context: Any, deadline: Deadline) -> None:
+        self.worker = worker
+        self.records = records
+        self.lambda_context = lambda_context
+        self.deadline = deadline
+        self.outcomes: list[Outcome | None] = [None] * len(records)
+        self.started: dict[int, float] = {}
+
+    def chains(self) -> list[tuple[str | None, list[int]]]:
+        """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
+        chains: list[tuple[str | None, list[int]]] = []
+        groups: dict[str, list[int]] = {}
+        for index, record in enumerate(self.records):
+            group = record_group(record)
+            if group is None:
+                chains.append((None, [index]))
+            elif group in groups:
+                groups[group].append(index)
+            else:
+                groups[group] = [index]
+                chains.append((group, groups[group]))
+        return chains
+
+    async def run_chain(self, group: str | None, indexes: list[int]) -> None:
+        for position, index in enumerate(indexes):
+            if self.deadline.passed():
+                return  # the rest are reported "not started" after the wait
+            self.started[index] = time.perf_counter()
+            outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
+            self.outcomes[index] = outcome
+            if group is not None and not outcome.ok:
+                for later in indexes[position + 1 :]:
+                    self.outcomes[later] = self._unrun(
+                        later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
+                        f"{group!r} did not succeed; it is retried after that one, in order",
+                    )
+                return
+
+    def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
+        record = self.records[index]
+        type_ = _peek_type(record)
+        entry = self.worker.registry.get(type_) if type_ else None
+        duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        return Outcome(Status.FAILED, _message_id(record), type_, entry.plugin if entry else None, reason, duration_ms=duration)
+
+    def finish(self) -> list[Outcome]:
+        """Fill in the records the deadline stopped, and return every outcome in record order."""
+        margin = self.deadline.margin_ms
+        for index, outcome in enumerate(self.outcomes):
+            if outcome is not None:
+                continue
+            if index in self.started:
+                reason = (
+                    f"did not finish {margin:g} ms before the Lambda timeout (LETSGO_WORKER_DEADLINE_MARGIN_MS); "
+                    "reported failed so SQS redelivers it (a sync handler's thread may still be running)"
+                )
+                self.outcomes[index] = self._unrun(index, reason, self.started[index])
+            else:
+                reason = f"not started: less than {margin:g} ms were left before the Lambda timeout; SQS redelivers it"
+                self.outcomes[index] = self._unrun(index, reason)
+        return list(self.outcomes)  # type: ignore[arg-type]  # every slot is filled above
 
 
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
+async def process_records(
+    worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None
+) -> list[Outcome]:
+    """Dispatch every record (FIFO groups in order, the rest concurrently); outcomes in record order.
+
+    ``margin_ms`` defaults to the worker's ``LETSGO_WORKER_DEADLINE_MARGIN_MS``;
+    it only matters when ``lambda_context`` can tell the remaining time.
+    """
+    began = time.perf_counter()
+    margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
+    batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin))
+    chains = batch.chains()
+    tasks = [asyncio.ensure_future(batch.run_chain(group, indexes)) for group, indexes in chains]
+    await wait_until_deadline(tasks, batch.deadline)
+    outcomes = batch.finish()
+    _log_batch(batch, outcomes, sum(1 for group, _ in chains if group is not None), began)
+    return outcomes
 
 
-def run(coro):
+def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: float) -> None:
+    request_id = getattr(batch.lambda_context, "aws_request_id", None)
+    request_id = request_id if isinstance(request_id, str) else None
+    counts = {status: 0 for status in Status}
+    for index, outcome in enumerate(outcomes):
+        counts[outcome.status] += 1
+        record = batch.records[index]
+        fields = {
+            "message_id": outcome.message_id or None,
+            "record_index": None if outcome.message_id else index,
+            "type": outcome.type,
+            "plugin": outcome.plugin,
+            "outcome": outcome.status.value,
+            "duration_ms": round(outcome.duration_ms, 1),
+            "receive_count": record_receive_count(record) if isinstance(record, dict) else None,
+            "group": record_group(record),
+            "request_id": request_id,
+        }
+        if outcome.ok:
+            log_fields(logger, logging.DEBUG, f"message {outcome.message_id} ({outcome.type}) succeeded", **fields)
+            continue
+        handler_error = outcome.error if outcome.status is Status.FAILED else None
+        log_fields(
+            logger, logging.ERROR if handler_error is not None or not outcome.message_id else logging.WARNING,
+            f"message {outcome.message_id or '#' + str(index)} ({outcome.type or 'unknown type'}) "
+            f"{outcome.status.value}: {outcome.reason}",
+            reason=outcome.reason, exc_info=handler_error, **fields,
+        )
+    duration = (time.perf_counter() - began) * 1000
+    log_fields(
+        logger, logging.INFO,
+        f"batch of {len(outcomes)}: {counts[Status.SUCCEEDED]} succeeded, {counts[Status.FAILED]} failed, "
+        f"{counts[Status.REJECTED]} rejected in {duration:.0f} ms",
+        records=len(outcomes), succeeded=counts[Status.SUCCEEDED], failed=counts[Status.FAILED],
+        rejected=counts[Status.REJECTED], duration_ms=round(duration, 1), fifo_groups=fifo_groups or None,
+        deadline_reached=True if batch.deadline.reached else None, request_id=request_id,
+    )
+
+
+# -- event loops ---------------------------------------------------------------
+
+_loops: dict[threading.Thread, asyncio.AbstractEventLoop] = {}
+_loops_lock = threading.Lock()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """This thread's event loop, kept for the life of the thread.
+
+    Reusing the loop across warm Lambda invocations (and across a local
+    delivery thread's batches) keeps loop-bound objects that handlers cache,
+    such as an async HTTP client, valid from one batch to the next.
+    """
+    thread = threading.current_thread()
+    with _loops_lock:
+        for other in [t for t in _loops if not t.is_alive()]:
+            _loops.pop(other).close()  # its thread is gone: nothing can be running on it
+        loop = _loops.get(thread)
+        if loop is None or loop.is_closed():
+            loop = _loops[thread] = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion on this thread's reusable event loop.
 
-    Lambda reuses the process across warm invocations; one loop per thread
-    avoids the cost of creating a loop per batch.
+    Blocking: call it from synchronous code (the Lambda handler, a delivery
+    thread), never from a coroutine, where it would have to block the loop.
     """
-    global _loop
-    if threading.current_thread() is threading.main_thread():
-        with _loop_lock:
-            if _loop is None or _loop.is_closed():
-                _loop = asyncio.new_event_loop()
-        return _loop.run_until_complete(coro)
-    return asyncio.run(coro)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coro.close()
+        raise RuntimeError(
+            "host.batch.run() was called from a running event loop; call the batch and tick "
+            "functions from a thread (for example with loop.run_in_executor)"
+        )
+    return _thread_loop().run_until_complete(coro)
 
 
 def process_sqs_event(worker: Worker, event: dict[str, Any], lambda_context: Any = None) -> BatchResult:
-    """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`."""
-    return BatchResult(run(process_records(worker, event["Records"], lambda_context)))
+    """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`.
+
+    Never raises for a bad record or a failing handler: every record gets an
+    outcome, in record order.
+    """
+    records = event.get("Records")
+    if not isinstance(records, list):
+        raise TypeError(f"an SQS event has a \"Records\" list, got {type(records).__name__}")
+    return BatchResult(run(process_records(worker, records, lambda_context)))

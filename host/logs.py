@@ -1,0 +1,105 @@
+"""Structured logging: one JSON object per line, for CloudWatch Logs Insights.
+
+The host logs under the ``letsgo`` logger hierarchy (plugins' ``ctx.logger`` is
+``letsgo.plugin.<name>``). :func:`configure_logging` gives that hierarchy its own
+handler writing JSON lines, as the Lambda entry point and ``letsgo-worker
+invoke`` do; elsewhere (the local server, tests) records flow to whatever the
+application configured, with a readable message.
+
+Fields go in ``extra=`` (see :func:`log_fields`): the JSON line carries them as
+keys, a plain-text formatter still shows the human message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import IO, Any
+
+#: The logger every host module logs under; plugins log under ``letsgo.plugin.<name>``.
+ROOT_LOGGER = "letsgo"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one line of JSON: time, level, logger, message, then every extra field.
+
+    Exceptions become an ``error`` string (type, message and traceback) on the
+    same line, so a log event is never split across CloudWatch entries.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _iso_time(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            line["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["error"] = record.exc_text
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def _iso_time(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+class _JsonLinesHandler(logging.StreamHandler):
+    """Writes to ``stream``, or to whatever ``sys.stdout`` is at the time of each record.
+
+    The Lambda runtime replaces ``sys.stdout`` with an unbuffered wrapper before
+    it imports the handler module; resolving it late keeps every line flushed.
+    """
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        super().__init__(stream)
+        self._follow_stdout = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stdout:
+            self.stream = sys.stdout
+        super().emit(record)
+
+
+def configure_logging(level: str | None = None, stream: IO[str] | None = None) -> logging.Logger:
+    """Send the ``letsgo`` loggers to JSON lines on ``stream`` (default: standard output).
+
+    ``level`` defaults to ``LETSGO_WORKER_LOG_LEVEL`` (INFO when unset or not a
+    level name). Idempotent: calling it again replaces the handler it installed.
+    The records stop propagating to the root logger, so a runtime's own handler
+    (Lambda's text formatter) does not print them a second time.
+    """
+    chosen = (level or os.environ.get("LETSGO_WORKER_LOG_LEVEL") or "INFO").strip().upper()
+    logger = logging.getLogger(ROOT_LOGGER)
+    for handler in list(logger.handlers):
+        if isinstance(handler, _JsonLinesHandler):
+            logger.removeHandler(handler)
+    handler = _JsonLinesHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(chosen if chosen in _LEVELS else "INFO")
+    logger.propagate = False
+    return logger
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) -> None:
+    """Log ``message`` with ``fields`` as structured keys (None values are left out).
+
+    Cheap when the level is disabled: nothing is formatted.
+    """
+    if not logger.isEnabledFor(level):
+        return
+    exc_info = fields.pop("exc_info", None)
+    logger.log(level, message, extra={k: v for k, v in fields.items() if v is not None}, exc_info=exc_info)
