@@ -145,14 +145,14 @@ def parse_instant(text: str) -> datetime:
     """
     try:
         parsed = datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (ValueError, AttributeError, OverflowError):
         raise ScheduleError(
             f"{text!r} is not an ISO 8601 instant: write it like 2026-11-28T10:00:00Z "
             "(without an offset it is taken as UTC)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def cli_schedule_next(args) -> int:
@@ -176,7 +176,9 @@ def cli_schedule_next(args) -> int:
         else:
             after = datetime.now(UTC).replace(microsecond=0)
         tz = getattr(args, "tz", None) or os.environ.get("LETSGO_WORKER_SCHEDULE_TIMEZONE") or "UTC"
-        schedule = parse_schedule(args.expression, tz, start=after)
+        schedule = parse_schedule(args.expression, tz)
+        if schedule.kind == "rate":
+            schedule = parse_schedule(args.expression, tz, start=after)
     except ScheduleError as error:
         print(f"letsgo-worker schedule next: {error}", file=sys.stderr)
         return 2
@@ -407,8 +409,8 @@ class _CronSchedule(Schedule):
             if count is not None and produced >= count:
                 return
             instant = _first_instant(wall, self.zone)
-            # Wall times map to instants in the same order, so skipping the few readings before
-            # `after` (see _scan_start) leaves an increasing sequence.
+            # Readings map to instants in the same order (see _scan_start), so skipping those
+            # at or before `after` leaves an increasing sequence.
             if instant is None or instant <= after:
                 continue
             yield instant
@@ -443,20 +445,13 @@ class _CronSchedule(Schedule):
 
 
 def _scan_start(after: datetime, zone: tzinfo) -> datetime:
-    """A wall-clock reading early enough that no fire time after ``after`` has an earlier one.
+    """The wall-clock minute the zone's clock shows at ``after``: where the search begins.
 
-    The first reading after ``after`` is ``after`` plus the zone's offset at that later moment;
-    taking the smallest offset of the next two days covers a change of offset on the way (a
-    schedule that fires later than that has a later reading anyway).
+    Nothing earlier can fire after ``after``: readings map to instants in the same order (each
+    taken at its first occurrence), and a reading the clock repeats after ``after`` already had
+    its first occurrence before it.
     """
-    offsets = []
-    for days in (0, 1, 2):
-        try:
-            offsets.append((after + timedelta(days=days)).astimezone(zone).utcoffset())
-        except OverflowError:
-            pass
-    wall = after.replace(tzinfo=None) + min(offsets)
-    return wall.replace(second=0, microsecond=0)
+    return after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
 
 
 def _first_instant(wall: datetime, zone: tzinfo) -> datetime | None:

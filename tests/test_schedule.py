@@ -292,6 +292,56 @@ def test_dst_agrees_with_a_minute_by_minute_utc_scan(expression, zone, day):
     assert got[len(expected)] >= begin + timedelta(hours=36)
 
 
+FUZZ_ZONES = [
+    "America/New_York", "Europe/Berlin", "Australia/Sydney",
+    "Australia/Lord_Howe",  # moves its clock by 30 minutes
+    "Antarctica/Troll",  # moves its clock by 2 hours
+    "Pacific/Chatham", "America/St_Johns", "America/Sao_Paulo", "Asia/Kolkata",
+]
+
+
+def wall_times_from_oracle(unix: str, begin: datetime):
+    """Naive wall-clock fire times from cronsim (croniter for nW, which cronsim lacks)."""
+    if re.search(r"\d+W", unix):
+        iterator = croniter(unix, begin)
+        while True:
+            yield iterator.get_next(datetime)
+    try:
+        yield from CronSim(unix, begin)
+    except Exception:  # cronsim refuses a day that no listed month has (31 in April): no fire
+        return
+
+
+def test_random_expressions_in_many_zones_agree_with_cronsim_and_dateutil():
+    """Seeded random expressions: the oracle lists wall times without any zone, then dateutil
+    drops those that do not exist and takes the first reading of the others. (dateutil applies
+    no rules past 2037, the end of the zone files' explicit transitions, so the check stops there.)"""
+    choose = __import__("random").Random(20261128).choice
+    for _ in range(150):
+        minute = choose(["*", "0/15", "5,35", "10-20", "*/7", "0", "30", "59"])
+        hour = choose(["*", "1-3", "2", "0/6", "22,23,0,1", "1", "3", "0-4/2"])
+        month = choose(["*", "3,10", "11,12,1,2", "4", "*/2"])
+        if choose([True, False]):
+            day_of_month, day_of_week = choose(["*", "L", "LW", "15W", "1W", "31W", "1-10", "*/3", "31"]), "?"
+        else:
+            day_of_month, day_of_week = "?", choose(["MON-FRI", "1", "6L", "2#2", "L", "1,7", "7#5", "3L"])
+        expression = f"cron({minute} {hour} {day_of_month} {month} {day_of_week} *)"
+        zone_name = choose(FUZZ_ZONES)
+        zone = dateutil_tz.gettz(zone_name)
+        after = datetime(2008 + choose(range(22)), choose(range(1, 13)), choose(range(1, 29)),
+                         choose(range(24)), choose(range(60)), tzinfo=UTC)
+        got = [fire for fire in fires(expression, after, 20, zone_name) if fire.year < 2037]
+        expected = []
+        begin = after.astimezone(zone).replace(tzinfo=None) - timedelta(days=2)
+        for wall in wall_times_from_oracle(cronsim_expression(expression), begin):
+            local = wall.replace(tzinfo=zone)
+            if len(expected) == 20 or local.year >= 2037:
+                break
+            if dateutil_tz.datetime_exists(local) and local.astimezone(UTC) > after:
+                expected.append(local.astimezone(UTC))
+        assert got == expected, (expression, zone_name, after)
+
+
 def test_aws_los_angeles_example_spring_forward():
     """The guide's example: cron(30 2 * * ? *) in America/Los_Angeles skips the spring-forward
     day (8 March 2026: 1:59 -> 3:00) and resumes the next day; PST is UTC-8, PDT UTC-7."""
