@@ -94,6 +94,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("schedule", "LETSGO_WORKER_SCHEDULE", None, _optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),
     Setting("schedule_timezone", "LETSGO_WORKER_SCHEDULE_TIMEZONE", "UTC", _text, "IANA time zone of the schedule."),
     Setting("slack_url", "LETSGO_SLACK_URL", None, _optional, "Slack incoming webhook URL; unset: Slack notifications are off."),
+    Setting("slack_timeout", "LETSGO_SLACK_TIMEOUT_SECONDS", "10", _seconds(0.1, 300), "Seconds to wait for Slack to answer one post."),
     Setting("api_url", "LETSGO_API_URL", None, _optional, "Base URL of the app's API."),
     Setting("api_audience", "LETSGO_API_AUDIENCE", "letsgo:service", _text, "Audience of the worker's access token."),
     Setting("local_queue_url", "LETSGO_LOCAL_QUEUE_URL", None, _optional, "Local server URL for enqueue(); unset: SQS."),
@@ -131,6 +132,7 @@ class Settings:
     schedule: str | None
     schedule_timezone: str
     slack_url: str | None = field(repr=False)
+    slack_timeout: float
     api_url: str | None
     api_audience: str
     local_queue_url: str | None

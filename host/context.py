@@ -31,8 +31,16 @@ class Context:
         return int(self.lambda_context.get_remaining_time_in_millis())
 
     def notify(self, text: str, **options: Any) -> None:
-        """Send a notification through every installed sink (see :func:`host.notify.deliver`)."""
+        """Send a notification through every installed sink; for ``def`` code (see :meth:`host.worker.Worker.notify`).
+
+        Options: ``blocks``, ``level``, ``source``, and ``required=False`` to log
+        a failed delivery instead of failing the message.
+        """
         self.worker.notify(text, **options)
+
+    async def anotify(self, text: str, **options: Any) -> None:
+        """:meth:`notify` for ``async def`` code: ``await ctx.anotify(text)`` keeps the event loop free."""
+        await self.worker.anotify(text, **options)
 
     def enqueue(self, message: dict[str, Any], delay_seconds: int = 0) -> Any:
         """Enqueue a follow-up message (see :func:`host.queue.enqueue`)."""

@@ -152,7 +152,7 @@ async def dispatch(
             Status.REJECTED, message_id, rejection.type, rejection.plugin, rejection.reason,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
-        notify_rejection(worker, outcome, receive_count)
+        await notify_rejection(worker, outcome, receive_count)
         return outcome
 
     bound = logging.LoggerAdapter(
@@ -180,11 +180,29 @@ async def dispatch(
 
 
 def rejection_text(outcome: Outcome) -> str:
-    """The notification text sent when a message is rejected."""
-    return f":warning: Worker rejected message {outcome.message_id}: {outcome.reason}. It was moved to the dead-letter queue."
+    """The notification text sent when a message is rejected (Slack mrkdwn, values escaped).
+
+    An unknown type opens with LetsGo's own warning, which said "ignoring"
+    where this worker dead-letters.
+    """
+    from host.slack_text import escape_line
+
+    unknown_type = outcome.type is not None and outcome.plugin is None  # how resolve() rejects an unknown type
+    if unknown_type:
+        head = (
+            ":warning: Worker received an unsupported message type (it goes to the dead-letter queue): "
+            f"'{escape_line(outcome.type[:200])}'"
+        )
+    else:
+        head = ":warning: Worker rejected a message (it goes to the dead-letter queue)"
+    lines = [head, f"*Message Id:* {escape_line(outcome.message_id)}"]
+    if outcome.type is not None and not unknown_type:
+        lines.append(f"*Type:* {escape_line(outcome.type[:200])}")
+    lines.append(f"*Reason:* {escape_line(outcome.reason or '')}")
+    return "\n".join(lines)
 
 
-def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int) -> None:
+async def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int) -> None:
     """Tell a person that a message was rejected, once per message (on its first receive).
 
     A failing sink is logged, not raised: the message is already going to the
@@ -193,6 +211,6 @@ def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int) -> No
     if receive_count > 1:
         return
     try:
-        worker.notify(rejection_text(outcome), level="warning", source="letsgo-worker")
+        await worker.anotify(rejection_text(outcome), level="warning", source="letsgo-worker")
     except Exception:
         logger.warning("could not send the rejection notification for message %s", outcome.message_id, exc_info=True)

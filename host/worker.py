@@ -12,7 +12,7 @@ import pluggy
 
 from host.config import Settings, load_dotenv_file
 from host.errors import RegistrationError, StartupError
-from host.notify import Notification, deliver
+from host.notify import Notification, deliver, deliver_async
 from host.plugins import (
     PluginInfo,
     call_impl,
@@ -154,9 +154,27 @@ class Worker:
         blocks: list[dict[str, Any]] | None = None,
         level: str = "info",
         source: str | None = None,
+        required: bool = True,
     ) -> None:
-        """Send a notification to every ``letsgo_notify`` sink (Slack, ...)."""
-        deliver(self.pm, Notification(text=text, blocks=blocks, level=level, source=source))
+        """Send a notification to every ``letsgo_notify`` sink (Slack, ...); blocks while they post.
+
+        A failed sink raises :class:`host.errors.NotificationError` (the message
+        fails and is retried); with ``required=False`` the failure is only logged.
+        From async code use :meth:`anotify`. See :mod:`host.notify`.
+        """
+        deliver(self.pm, Notification(text, blocks, level, source), required=required)
+
+    async def anotify(
+        self,
+        text: str,
+        *,
+        blocks: list[dict[str, Any]] | None = None,
+        level: str = "info",
+        source: str | None = None,
+        required: bool = True,
+    ) -> None:
+        """:meth:`notify` for async code: the sinks post from :attr:`executor`, the event loop goes on."""
+        await deliver_async(self.pm, Notification(text, blocks, level, source), self.executor, required=required)
 
     def plugin_hooks(self, info: PluginInfo) -> list[str]:
         """The hooks a loaded plugin implements."""
