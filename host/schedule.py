@@ -24,9 +24,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
 
-#: Instants are printed like this, always in UTC: ``2026-11-28T10:00:00Z``.
-INSTANT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
 #: How many fire times ``schedule next`` prints when ``--count`` is not given, and the most it prints.
 DEFAULT_COUNT = 5
 MAX_COUNT = 10_000
@@ -135,7 +132,7 @@ def parse_schedule(expr: str, tz: str = "UTC", *, start: datetime | None = None)
 
 def format_instant(instant: datetime) -> str:
     """Format an aware datetime as UTC ISO 8601 with a ``Z``: ``2026-11-28T10:00:00Z``."""
-    return instant.astimezone(UTC).strftime(INSTANT_FORMAT)
+    return instant.astimezone(UTC).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
 
 
 def parse_instant(text: str) -> datetime:
@@ -289,9 +286,12 @@ class _AtSchedule(Schedule):
             self.wall = datetime(*(int(part) for part in match.groups()))
         except ValueError as error:
             raise ScheduleError(f"{text!r}: not a real date and time ({error}); check the date") from None
-        self.expression = f"at({self.wall.strftime('%Y-%m-%dT%H:%M:%S')})"
+        self.expression = f"at({self.wall.isoformat()})"
         self.timezone = tz
-        self.instant = _first_instant(self.wall, zone)
+        try:
+            self.instant = _first_instant(self.wall, zone)
+        except OverflowError:
+            raise ScheduleError(f"{text!r}: the date is out of range in {tz}; check the year") from None
 
     def next_after(self, after: datetime) -> datetime | None:
         after = _aware(after, "after")
