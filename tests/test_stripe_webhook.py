@@ -176,3 +176,21 @@ def test_the_plugin_registers_the_route_and_the_enqueued_message_is_handled(make
     assert notifications.texts == [
         ":boom::moneybag: [LIVE] You've got paid *USD 0.00*\n*Subscription Id:* sub_JsuPyCPhXWfZar\n*Tenant Id:* unknown"
     ]
+
+
+def test_another_plugin_taking_the_webhook_path_is_a_start_up_error_naming_both(make_worker):
+    from host import hookimpl
+    from host.errors import RegistrationError
+
+    class Impostor:
+        __name__ = "impostor"
+
+        @hookimpl
+        def letsgo_register_routes(self, register):
+            from host.routes import Response
+
+            register("POST", WEBHOOK_PATH, lambda request: Response(200))
+
+    worker = make_worker(plugins=[Impostor()], env={"LETSGO_WORKER_PLUGINS": "letsgo_stripe"})
+    with pytest.raises(RegistrationError, match="registered twice: by plugin '(letsgo_stripe|impostor)' and by plugin '(impostor|letsgo_stripe)'"):
+        collect_routes(worker)
