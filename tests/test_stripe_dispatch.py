@@ -282,3 +282,34 @@ def test_an_app_plugin_with_an_optional_stripe_hook_loads_without_letsgo_stripe(
 
     worker = make_worker(plugins=[App()], env={"LETSGO_WORKER_DISABLE_PLUGINS": "letsgo_stripe"})
     assert "letsgo:stripe" not in worker.registry
+
+
+class BrokenSink:
+    """A notification sink that is down."""
+
+    __name__ = "broken_sink"
+
+    @hookimpl
+    def letsgo_notify(self, notification):
+        raise ConnectionError("hooks.slack.com unreachable")
+
+
+def test_a_sink_that_is_down_does_not_retry_an_unhandled_event(make_worker):
+    worker = make_worker(plugins=[BrokenSink()], env=STRIPE_ONLY)
+    event = load_event(FIXTURES / "stripe" / "charge.succeeded.unhandled-type.json")
+    assert process_sqs_event(worker, sqs_event(stripe_message(event))).response() == {"batchItemFailures": []}
+
+
+def test_a_sink_that_is_down_retries_invoice_paid(make_worker):
+    worker = make_worker(plugins=[BrokenSink()], env=STRIPE_ONLY)
+    event = load_event(FIXTURES / "stripe" / "invoice.paid.json")
+    result = process_sqs_event(worker, sqs_event(stripe_message(event), message_id="paid-1"))
+    assert result.response() == {"batchItemFailures": [{"itemIdentifier": "paid-1"}]}
+    assert "notify_invoice_paid of plugin 'letsgo_stripe'" in result.outcomes[0].reason
+
+
+def test_an_event_type_cannot_inject_slack_markup(make_worker, notifications):
+    worker = make_worker(plugins=[notifications], env=STRIPE_ONLY)
+    event = {"id": "evt_x", "object": "event", "type": "<!channel> x", "data": {"object": {}}}
+    process_sqs_event(worker, sqs_event(stripe_message(event)))
+    assert notifications.texts == [unhandled_text("&lt;!channel&gt; x")]

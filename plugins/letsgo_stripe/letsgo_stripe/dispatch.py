@@ -112,9 +112,14 @@ def mode_prefix(mode: str | None) -> str:
 
 def notify_unhandled(event: stripe.Event, ctx: MessageContext) -> None:
     """Acknowledge a Stripe event no plugin handles, with a notification, so it does not fill the DLQ."""
+    from host.slack_text import escape_line
+
+    # required=False: a sink that is down must not turn an acknowledgement into retries and a DLQ entry.
     ctx.notify(
-        f":credit_card: {mode_prefix(event['stripeMode'])} Worker received an unhandled Stripe event: {event.type}",
+        f":credit_card: {mode_prefix(event['stripeMode'])} Worker received an unhandled Stripe event: "
+        f"{escape_line(event.type)}",
         source="letsgo-stripe",
+        required=False,
     )
 
 

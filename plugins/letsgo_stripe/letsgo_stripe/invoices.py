@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from host.slack_text import escape_line
 from letsgo_stripe.dispatch import mode_prefix
 from letsgo_stripe.events import TENANT_ID_METADATA_KEY
 from letsgo_stripe.money import format_amount
@@ -65,18 +66,14 @@ def amount_paid(invoice: Mapping[str, Any]) -> str:
     return format_amount(amount, currency)
 
 
-def _escape(text: str) -> str:
-    # Slack mrkdwn treats &, < and > as control characters; metadata is free text.
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def invoice_paid_text(invoice: Mapping[str, Any], mode: str | None) -> str:
     """The Slack text of LetsGo's ``invoice.paid`` notification, with the exact amount."""
     return "\n".join(
         (
             f":boom::moneybag: {mode_prefix(mode)} You've got paid *{amount_paid(invoice)}*",
-            f"*Subscription Id:* {_escape(subscription_id(invoice) or UNKNOWN)}",
-            f"*Tenant Id:* {_escape(tenant_id(invoice) or UNKNOWN)}",
+            # Metadata is free text set by the app: escaped so it cannot mention or link.
+            f"*Subscription Id:* {escape_line(subscription_id(invoice) or UNKNOWN)}",
+            f"*Tenant Id:* {escape_line(tenant_id(invoice) or UNKNOWN)}",
         )
     )
 
