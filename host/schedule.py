@@ -8,19 +8,18 @@ on EventBridge Scheduler", docs/schedules.md quotes it): a wall time the clock s
 and a wall time the clock repeats fires once, at its first occurrence. ``rate()`` is a fixed
 duration from the schedule's start, whatever the zone.
 
-Standard library only: this module is imported on Lambda cold starts.
+Standard library only, and little of it (zoneinfo loads only for a zone other than UTC): this
+module is imported on Lambda cold starts.
 """
 
 from __future__ import annotations
 
 import bisect
-import calendar
 import os
 import re
 import sys
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 UTC = timezone.utc
 
@@ -345,9 +344,10 @@ class _DayRule:
         self.kind, self.values, self.number, self.nth = kind, values, number, nth
 
     def days(self, year: int, month: int) -> list[int]:
-        first_weekday, last = calendar.monthrange(year, month)
-        # AWS numbers days 1 (SUN) to 7 (SAT); calendar numbers them 0 (MON) to 6 (SUN).
-        first_aws = (first_weekday + 1) % 7 + 1
+        first_of_month = date(year, month, 1)
+        last = ((first_of_month + timedelta(days=31)).replace(day=1) - first_of_month).days
+        # AWS numbers days 1 (SUN) to 7 (SAT); date.weekday() numbers them 0 (MON) to 6 (SUN).
+        first_aws = (first_of_month.weekday() + 1) % 7 + 1
         if self.kind == "days":
             return [day for day in self.values if day <= last]
         if self.kind == "last":
@@ -756,6 +756,8 @@ def _zone(name: str) -> tzinfo:
     """The IANA zone called ``name``; UTC needs no time-zone database."""
     if name == "UTC":
         return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         if not isinstance(name, str) or not name:
             raise ValueError(name)
