@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--file", help="read the payload JSON from this file")
     send.add_argument("--delay", type=int, default=0, help="delay in seconds, 0-900")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
+    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
     send.set_defaults(run=_command("host.queue:cli_send"))
 
     invoke = commands.add_parser("invoke", help="run lambda_entry.handler on an event file and print its JSON result")

@@ -1,0 +1,256 @@
+"""Enqueueing work for the worker, from handlers (``ctx.enqueue``) and from the app's other components.
+
+``LETSGO_LOCAL_QUEUE_URL`` set: the message is POSTed to the local server in the
+body LetsGo's queue client sends (an SQS-shaped ``{"Records": [...]}``).
+Otherwise it is sent to the SQS queue ``LETSGO_WORKER_QUEUE_URL`` with boto3.
+Both paths check the size and delay SQS accepts before sending, so a message
+that works locally also works in AWS.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from host.config import Settings
+from host.errors import WorkerError
+
+if TYPE_CHECKING:
+    import argparse
+
+#: The largest message body enqueue sends: SQS's classic 256 KiB limit (LetsGo documents the same).
+MAX_MESSAGE_BYTES = 256 * 1024
+#: The longest delay SQS allows, in seconds (15 minutes).
+MAX_DELAY_SECONDS = 900
+#: Where ``letsgo-worker send`` posts when neither ``--url`` nor ``LETSGO_LOCAL_QUEUE_URL`` says.
+DEFAULT_LOCAL_URL = "http://127.0.0.1:3002"
+#: Seconds to wait for the local server.
+LOCAL_TIMEOUT_SECONDS = 10.0
+
+
+class EnqueueError(WorkerError):
+    """A message could not be enqueued: the queue is unreachable or refused it."""
+
+
+class InvalidMessageError(EnqueueError, ValueError):
+    """The message or its delay can never be enqueued (not JSON, too large, bad delay...)."""
+
+
+def _json_default(value: Any) -> Any:
+    # Payloads may be pydantic models, as handlers receive them.
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def message_body(message: dict[str, Any]) -> str:
+    """The JSON body of ``message``, checked: an object with a non-empty string ``type``, at most 256 KiB."""
+    if not isinstance(message, dict):
+        raise InvalidMessageError(
+            f"a message must be a dict like {{'type': 'order:new', 'payload': {{...}}}}, got {type(message).__name__}"
+        )
+    type_ = message.get("type")
+    if not isinstance(type_, str) or not type_:
+        raise InvalidMessageError(f"a message needs a non-empty string 'type', got {type_!r}")
+    try:
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default)
+    except (TypeError, ValueError) as error:
+        raise InvalidMessageError(f"message {type_!r} cannot be sent as JSON: {error}") from None
+    size = len(body.encode())
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidMessageError(
+            f"message {type_!r} is {size:,} bytes as JSON; a queue message may be at most {MAX_MESSAGE_BYTES:,} "
+            "(256 KiB): store the data elsewhere (a database, S3) and send its key instead"
+        )
+    return body
+
+
+def check_delay(delay_seconds: Any) -> int:
+    """``delay_seconds`` as an int from 0 to 900, or :class:`InvalidMessageError`."""
+    if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int):
+        if isinstance(delay_seconds, float) and delay_seconds.is_integer():
+            delay_seconds = int(delay_seconds)
+        else:
+            raise InvalidMessageError(f"delay_seconds must be a whole number of seconds, got {delay_seconds!r}")
+    if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+        raise InvalidMessageError(
+            f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS} (15 minutes), got {delay_seconds}; "
+            "for longer delays, re-enqueue the message with the remaining delay when it arrives"
+        )
+    return delay_seconds
+
+
+def enqueue(
+    message: dict[str, Any],
+    delay_seconds: int = 0,
+    *,
+    settings: Settings | None = None,
+    group_id: str | None = None,
+    deduplication_id: str | None = None,
+) -> str:
+    """Enqueue ``message`` (``{"type": ..., "payload": ...}``) for the worker; return its message id.
+
+    :param delay_seconds: hold the message back this long, 0 to 900
+    :param settings: where the queue is configured (default: the environment)
+    :param group_id: the ``MessageGroupId`` of a FIFO queue (required there)
+    :param deduplication_id: the ``MessageDeduplicationId`` of a FIFO queue without content-based deduplication
+
+    Raises :class:`InvalidMessageError` before sending anything when the message
+    or the delay can never be accepted, and :class:`EnqueueError` when the
+    queue cannot be reached or refuses it.
+    """
+    body = message_body(message)
+    delay = check_delay(delay_seconds)
+    settings = settings if settings is not None else Settings.from_env()
+    if settings.local_queue_url:
+        return post_local(settings.local_queue_url, body, delay, region=settings.aws_region)
+    if not settings.queue_url:
+        raise EnqueueError(
+            "nowhere to enqueue: set LETSGO_LOCAL_QUEUE_URL (the local server, e.g. http://127.0.0.1:3002) "
+            "or LETSGO_WORKER_QUEUE_URL (the SQS queue URL)"
+        )
+    return send_sqs(
+        settings.queue_url, body, delay, region=settings.aws_region, group_id=group_id,
+        deduplication_id=deduplication_id,
+    )
+
+
+def local_request_body(
+    body: str, delay_seconds: int = 0, *, message_id: str | None = None, region: str | None = None
+) -> dict[str, Any]:
+    """The POST body LetsGo's queue client sends to a local worker, plus a top-level ``delaySeconds``."""
+    now = str(int(time.time() * 1000))
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers
+        user = "unknown"
+    sender = f"letsgo:local:{user}"
+    record: dict[str, Any] = {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": str(uuid.uuid4()),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": now,
+            "SenderId": sender,
+            "ApproximateFirstReceiveTimestamp": now,
+        },
+        "messageAttributes": {},
+        "md5OfBody": "{md5}",
+        "eventSource": "letsgo:local",
+        "eventSourceARN": sender,
+        "awsRegion": region or "us-east-1",
+    }
+    request: dict[str, Any] = {"Records": [record]}
+    if delay_seconds:
+        request["delaySeconds"] = delay_seconds  # read by our local server; LetsGo's ignores it
+    return request
+
+
+def post_local(url: str, body: str, delay_seconds: int = 0, *, region: str | None = None) -> str:
+    """POST one message to the local server at ``url``; return its message id."""
+    import httpx
+
+    request = local_request_body(body, delay_seconds, region=region)
+    message_id = request["Records"][0]["messageId"]
+    try:
+        response = httpx.post(url, json=request, timeout=LOCAL_TIMEOUT_SECONDS)
+    except httpx.HTTPError as error:
+        raise EnqueueError(
+            f"cannot reach the local queue at {url}: {error}; is `letsgo-worker serve` running there?"
+        ) from None
+    if not response.is_success:
+        excerpt = " ".join(response.text.split())[:300]
+        raise EnqueueError(f"the local queue at {url} refused the message: HTTP {response.status_code}: {excerpt}")
+    try:
+        ids = response.json().get("messageIds")
+    except (ValueError, AttributeError):
+        ids = None
+    return ids[0] if isinstance(ids, list) and ids and isinstance(ids[0], str) else message_id
+
+
+def send_sqs(
+    queue_url: str,
+    body: str,
+    delay_seconds: int = 0,
+    *,
+    region: str | None = None,
+    group_id: str | None = None,
+    deduplication_id: str | None = None,
+) -> str:
+    """``SendMessage`` to the SQS queue ``queue_url``; return the SQS message id."""
+    from host.aws_clients import aws_client, region_from_queue_url
+
+    fifo = queue_url.endswith(".fifo")
+    if fifo and not group_id:
+        raise InvalidMessageError(f"{queue_url} is a FIFO queue: pass group_id (the message group)")
+    if fifo and delay_seconds:
+        raise InvalidMessageError(f"{queue_url} is a FIFO queue: SQS does not delay single messages on FIFO queues")
+    request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
+    if delay_seconds:
+        request["DelaySeconds"] = delay_seconds
+    if group_id:
+        request["MessageGroupId"] = group_id
+    if deduplication_id:
+        request["MessageDeduplicationId"] = deduplication_id
+    client = aws_client("sqs", region or region_from_queue_url(queue_url))
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return client.send_message(**request)["MessageId"]
+    except (BotoCoreError, ClientError) as error:
+        raise EnqueueError(f"SQS SendMessage to {queue_url} failed: {error}") from None
+
+
+# -- command line -------------------------------------------------------------
+
+
+def _usage_error(text: str) -> int:
+    print(f"letsgo-worker send: error: {text}", file=sys.stderr)
+    return 2
+
+
+def cli_send(args: argparse.Namespace) -> int:
+    """``letsgo-worker send TYPE [PAYLOAD_JSON | --file F] [--delay N] [--url URL | --sqs QUEUE_URL]``.
+
+    Posts to the local server (``--url``, else ``LETSGO_LOCAL_QUEUE_URL``, else
+    http://127.0.0.1:3002) or, with ``--sqs``, sends to that SQS queue. Prints
+    the message id.
+    """
+    if args.payload is not None and args.file:
+        return _usage_error("give the payload as an argument or with --file, not both")
+    if args.file:
+        try:
+            with open(args.file, encoding="utf-8") as file:
+                text, source = file.read(), args.file
+        except OSError as error:
+            return _usage_error(f"cannot read {args.file}: {error.strerror or error}")
+    else:
+        text, source = args.payload, "PAYLOAD"
+    try:
+        payload = None if text is None else json.loads(text)
+    except ValueError as error:
+        return _usage_error(f"{source} is not valid JSON: {error}")
+    sqs_url = getattr(args, "sqs", None)
+    if sqs_url and args.url:
+        return _usage_error("give --url (local server) or --sqs (SQS queue), not both")
+    try:
+        body = message_body({"type": args.type, "payload": payload})
+        delay = check_delay(args.delay)
+        if sqs_url:
+            settings = Settings.from_env()
+            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region)
+        else:
+            url = args.url or Settings.from_env().local_queue_url or DEFAULT_LOCAL_URL
+            message_id = post_local(url, body, delay)
+    except InvalidMessageError as error:
+        return _usage_error(str(error))
+    except EnqueueError as error:
+        print(f"letsgo-worker send: {error}", file=sys.stderr)
+        return 1
+    print(message_id)
+    return 0
