@@ -160,3 +160,202 @@ def write_distribution(
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     for name, source in modules.items():
         (root / f"{name}.py").write_text(source)
+
+
+# -- server subprocesses --------------------------------------------------------------
+
+LEDGER_PLUGIN = "relledger"
+
+
+def install_ledger_plugin(root: os.PathLike | str) -> str:
+    """Install ``ledger_plugin.py`` under ``root`` as distribution ``rel-ledger``; return ``root``."""
+    from pathlib import Path
+
+    source = (Path(__file__).parent / "ledger_plugin.py").read_text()
+    write_distribution(root, "rel-ledger", {LEDGER_PLUGIN: LEDGER_PLUGIN}, {LEDGER_PLUGIN: source})
+    return str(root)
+
+
+class Server:
+    """``letsgo-worker serve --port 0 --db PATH`` in a subprocess, its log (stdout+stderr) in a file.
+
+    ``start()`` waits for the ``listening on http://HOST:PORT`` line; ``kill()``
+    is ``kill -9``; ``stop()`` asks it to stop (SIGTERM) and waits.
+    """
+
+    def __init__(self, db: os.PathLike | str, log: os.PathLike | str, env: dict[str, str], *extra_args: str) -> None:
+        self.db = str(db)
+        self.log_path = str(log)
+        self.env = env
+        self.extra_args = list(extra_args)
+        self.process = None
+        self.url: str | None = None
+        self.port: int | None = None
+
+    def start(self, timeout: float = 120) -> Server:
+        import re
+        import subprocess
+        import sys
+        import time
+
+        log = open(self.log_path, "ab")
+        offset = log.tell()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "host.cli", "serve", "--port", "0", "--db", self.db, *self.extra_args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        pattern = re.compile(r"listening on (http://([0-9.]+|\[[0-9a-f:]+\]):(\d+))")
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as reader:
+                reader.seek(offset)
+                found = pattern.search(reader.read().decode("utf-8", "replace"))
+            if found:
+                self.url, self.port = found.group(1), int(found.group(3))
+                return self
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"the server did not say where it listens within {timeout}s:\n{self.log()[-4000:]}")
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as reader:
+            return reader.read().decode("utf-8", "replace")
+
+    def kill(self) -> None:
+        """``kill -9`` the server (the process this object started, by its pid)."""
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self, timeout: float = 60) -> int | None:
+        import signal
+        import subprocess
+
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def server_env(plugin_root: str | None = None, **variables: str) -> dict[str, str]:
+    """Environment for a server subprocess: only the ledger plugin (and built-ins), quick retries."""
+    env = clean_env(
+        LETSGO_WORKER_PLUGINS=LEDGER_PLUGIN if plugin_root else "",
+        LETSGO_WORKER_LOG_LEVEL="INFO",
+    )
+    if plugin_root:
+        env["PYTHONPATH"] = plugin_root + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(variables)
+    return env
+
+
+def post(url: str, body: bytes | str | Any, *, headers: dict[str, str] | None = None, method: str = "POST", timeout: float = 60):
+    """One HTTP request with the standard library; return (status, parsed JSON or text, headers)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    data = body.encode() if isinstance(body, str) else body
+    all_headers = {"Content-Type": "application/json"}
+    all_headers.update(headers or {})
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(method, parts.path or "/", body=data, headers=all_headers)
+        response = connection.getresponse()
+        raw = response.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return response.status, parsed, dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+def wait_until(condition, timeout: float, interval: float = 0.1, message: str = "condition"):
+    """Poll ``condition()`` until it returns a truthy value (returned) or ``timeout`` seconds pass."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def queue_state(db: str) -> dict[str, int]:
+    """Counts read straight from the queue's SQLite file, read-only: messages left and dead letters."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        (left,) = connection.execute("SELECT COUNT(*) FROM messages").fetchone()
+        (dead,) = connection.execute("SELECT COUNT(*) FROM dead_letters").fetchone()
+        return {"messages": left, "dead_letters": dead}
+    finally:
+        connection.close()
+
+
+def dead_letters(db: str) -> list[dict[str, Any]]:
+    """``letsgo-worker dlq list --json --db DB``: what a user sees."""
+    result = run_cli("dlq", "list", "--json", "--db", db)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def read_ledger(path: str) -> list[tuple[str, int, str, int]]:
+    """Ledger lines as ``(kind, n, message id, receive count)``."""
+    if not os.path.exists(path):
+        return []
+    rows = []
+    with open(path) as ledger:
+        for line in ledger:
+            kind, n, message_id, count = line.split()
+            rows.append((kind, int(n), message_id, int(count)))
+    return rows
+
+
+def health(url: str) -> dict[str, Any]:
+    """``GET /healthz`` of a running server (asserts it answers 200)."""
+    status, body, _ = post(url + "/healthz", b"", method="GET")
+    assert status == 200, (status, body)
+    return body
+
+
+def drained(url: str) -> bool:
+    """True when the server's queue holds nothing visible, in flight or waiting."""
+    queue = health(url)["queue"]
+    return queue["visible"] + queue["in_flight"] + queue["waiting"] == 0
+
+
+def stored_count(db: str) -> int:
+    """How many messages the queue has ever stored (SQLite's AUTOINCREMENT counter), read-only."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        return row[0] if row else 0
+    finally:
+        connection.close()
