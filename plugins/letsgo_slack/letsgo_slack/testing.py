@@ -54,10 +54,11 @@ class _Answer:
 
 
 class FakeSlackWebhook:
-    """An incoming-webhook stand-in on 127.0.0.1 (a free port); use it as a context manager."""
+    """An incoming-webhook stand-in on 127.0.0.1; use it as a context manager."""
 
-    def __init__(self, path: str = "/services/T0000TEST/B0000TEST/fakeSecretToken0123") -> None:
+    def __init__(self, path: str = "/services/T0000TEST/B0000TEST/fakeSecretToken0123", *, port: int = 0) -> None:
         self.path = path
+        self.port = port
         self.posts: list[ReceivedPost] = []
         self._answers: deque[_Answer] = deque()
         self._lock = threading.Lock()
@@ -103,7 +104,7 @@ class FakeSlackWebhook:
     # -- life cycle ----------------------------------------------------------
 
     def start(self) -> FakeSlackWebhook:
-        """Listen on 127.0.0.1 on a free port, in a background thread."""
+        """Listen on 127.0.0.1 (on :attr:`port`, or a free one when it is 0), in a background thread."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -139,7 +140,7 @@ class FakeSlackWebhook:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the default prints the request line, webhook secret included, to stderr
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True)
         self._thread.start()
