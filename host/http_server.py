@@ -33,6 +33,10 @@ logger = logging.getLogger("letsgo.http")
 #: The largest request body accepted: SQS's message size limit (256 KiB).
 MAX_BODY_BYTES = 256 * 1024
 
+#: Bodies up to this size are read before a 413 is sent; larger ones are cut off.
+_DRAIN_LIMIT = 4 * MAX_BODY_BYTES
+_MAX_LINE = 1024
+
 _SHAPES = '{"Records": [...]} (as LetsGo\'s queue client sends) or {"type": "...", "payload": ...}'
 
 
@@ -266,9 +270,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes | None:
         """The request body, or None after answering a request whose body cannot be read."""
-        if self.headers.get("Transfer-Encoding"):
-            self._send(Response(411, {"error": "send the body with a Content-Length header (chunked bodies are not accepted)"}), close=True)
-            return None
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
         length_text = self.headers.get("Content-Length")
         if length_text is None:
             return b""
@@ -280,9 +283,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Response(400, {"error": f"Content-Length {length_text!r} is not a byte count"}), close=True)
             return None
         if length > MAX_BODY_BYTES:
-            self._send(Response(413, {"error": f"request body is {length} bytes; the limit is {MAX_BODY_BYTES} (256 KiB, the SQS message size limit)"}), close=True)
+            if length <= _DRAIN_LIMIT:
+                # Read the body first: a client still sending when the socket closes sees a reset, not the 413.
+                self.rfile.read(length)
+            self._too_large(str(length))
             return None
         return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes | None:
+        data = bytearray()
+        while True:
+            line = self.rfile.readline(_MAX_LINE)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self._send(Response(400, {"error": f"malformed chunk size line {line[:40]!r}"}), close=True)
+                return None
+            if size == 0:
+                while self.rfile.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailer fields are not used
+                return bytes(data)
+            if len(data) + size > MAX_BODY_BYTES:
+                self._too_large(f"more than {len(data) + size}")
+                return None
+            data += self.rfile.read(size)
+            self.rfile.readline(_MAX_LINE)
+
+    def _too_large(self, size: str) -> None:
+        self._send(Response(413, {"error": f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}"
+                                           " (256 KiB, the SQS message size limit)"}), close=True)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
         data, headers = response.encode()

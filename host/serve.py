@@ -75,6 +75,8 @@ class Runtime:
 
         if self.sqs_queue_url:
             source, enqueue = self._sqs_source(), self._sqs_enqueue
+            # ctx.enqueue() in handlers goes to the queue being read, unless configured otherwise.
+            os.environ.setdefault("LETSGO_WORKER_QUEUE_URL", self.sqs_queue_url)
         else:
             source = self._open_local_queue()
 
@@ -135,7 +137,7 @@ class Runtime:
     def _sqs_enqueue(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
         from host.queue import enqueue
 
-        return enqueue(message, delay_seconds=int(delay_seconds))
+        return enqueue(message, delay_seconds=delay_seconds)
 
     def _start_worker(self, settings: Any):
         import host.worker as worker_module

@@ -360,7 +360,7 @@ def test_batches_hold_at_most_the_batch_size(make_queue, deliver, recorder):
 def test_the_batching_window_gathers_messages_that_arrive_after_the_first(make_queue, deliver, recorder):
     queue = make_queue()
     source = CountingSource(queue)
-    deliver(source, batch_size=5, batch_window=2.0)
+    deliver(source, batch_size=5, batch_window=0.8)
     time.sleep(0.3)  # the loop is waiting for a first message
     queue.enqueue(message(n=1))
     queue.enqueue(message(n=2))
