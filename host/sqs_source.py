@@ -1,0 +1,272 @@
+"""A real SQS queue as a message source: ``letsgo-worker serve --sqs QUEUE_URL``.
+
+The delivery loop (:mod:`host.delivery`) drives this source the way Lambda's
+event source mapping drives a function, so the same worker also runs on ECS,
+EC2, Kubernetes or a laptop, beside or instead of Lambda:
+
+* ``receive`` long-polls ``ReceiveMessage`` and turns each message into the
+  record shape of a Lambda SQS event (``eventSource: aws:sqs``);
+* ``settle`` deletes what succeeded, in batches, and gives what failed or was
+  rejected a back-off with ``ChangeMessageVisibility``, growing with
+  ``ApproximateReceiveCount``. Nothing is deleted on failure, so the queue's
+  own redrive policy still moves a poison message to its dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import random
+from typing import TYPE_CHECKING, Any
+
+from host.config import Settings
+from host.errors import StartupError
+
+if TYPE_CHECKING:
+    from host.dispatch import Outcome
+
+logger = logging.getLogger("letsgo.sqs")
+
+#: SQS limits: messages per receive and per batch call, long-poll seconds, visibility seconds.
+SQS_MAX_BATCH = 10
+SQS_MAX_WAIT_SECONDS = 20
+SQS_MAX_VISIBILITY_SECONDS = 43200
+
+
+def retry_delay_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> int:
+    """Whole seconds before a failed message is visible again after its ``receive_count``-th receive.
+
+    ``min(maximum, base * 2**(receive_count - 1))`` with "equal jitter" (the
+    upper half random), rounded up as SQS takes whole seconds.
+    """
+    exponent = min(max(receive_count, 1) - 1, 60)
+    nominal = min(maximum, base * 2**exponent)
+    delay = nominal / 2 + (rng or random).uniform(0, nominal / 2)
+    return min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(delay))
+
+
+def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """boto3's ``MessageAttributes`` in the shape Lambda gives them to a function."""
+    converted = {}
+    for name, value in attributes.items():
+        item: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": value.get("DataType")}
+        if "StringValue" in value:
+            item["stringValue"] = value["StringValue"]
+        if "BinaryValue" in value:
+            item["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
+        converted[name] = item
+    return converted
+
+
+def _receive_count(record: dict[str, Any]) -> int:
+    try:
+        return max(1, int(record["attributes"]["ApproximateReceiveCount"]))
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+class SqsSource:
+    """Reads an SQS queue for the delivery loop (contract: :class:`host.delivery.MessageSource`).
+
+    :param queue_url: the queue's URL, e.g. ``https://sqs.us-east-1.amazonaws.com/123456789012/my-queue``
+    :param settings: back-off base and maximum, AWS region (default: the environment)
+    :param client: a boto3 SQS client (default: a shared one for the queue's region)
+    :param check: read the queue's attributes now, so that a wrong URL, region or
+        credentials stop start-up with a :class:`StartupError` instead of failing every poll
+    """
+
+    def __init__(self, queue_url: str, settings: Settings | None = None, *, client: Any = None, check: bool = True):
+        from host.aws_clients import region_from_queue_url
+
+        self.queue_url = queue_url
+        self.settings = settings if settings is not None else Settings.from_env()
+        self.region = self.settings.aws_region or region_from_queue_url(queue_url)
+        self._client = client
+        self._queue_attributes: dict[str, str] | None = None
+        if check:
+            try:
+                self.describe()
+            except StartupError:
+                raise
+            except Exception as error:  # botocore's errors: no such queue, no credentials, access denied...
+                raise StartupError(
+                    f"cannot read the SQS queue {queue_url}: {error}; check the queue URL, AWS_REGION and credentials"
+                ) from None
+
+    @property
+    def client(self) -> Any:
+        """The boto3 SQS client (created on first use)."""
+        if self._client is None:
+            from host.aws_clients import aws_client
+
+            self._client = aws_client("sqs", self.region)
+        return self._client
+
+    # -- the queue ---------------------------------------------------------------
+
+    def describe(self) -> dict[str, str]:
+        """The queue's attributes (ARN, redrive policy...), read once; warns when there is no dead-letter queue.
+
+        Raises the boto3 error when the queue does not exist or cannot be read,
+        so ``serve --sqs`` fails at start rather than at the first message.
+        """
+        if self._queue_attributes is None:
+            attributes = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["All"])
+            self._queue_attributes = attributes.get("Attributes", {})
+            if not self.max_receive_count:
+                logger.warning(
+                    "SQS queue %s has no redrive policy: a message that always fails is retried until it"
+                    " expires; give the queue a dead-letter queue (RedrivePolicy with maxReceiveCount)",
+                    self.queue_url,
+                )
+        return self._queue_attributes
+
+    @property
+    def arn(self) -> str:
+        """The queue's ARN, the ``eventSourceARN`` of its records."""
+        attributes = self._queue_attributes or {}
+        if "QueueArn" in attributes:
+            return attributes["QueueArn"]
+        # Without permission to read the queue's attributes, build it from the URL: .../<account>/<name>.
+        account, name = ([""] + self.queue_url.rstrip("/").split("/"))[-2:]
+        return f"arn:aws:sqs:{self.region or 'unknown'}:{account}:{name}"
+
+    @property
+    def max_receive_count(self) -> int | None:
+        """``maxReceiveCount`` of the queue's redrive policy, None without one."""
+        policy = (self._queue_attributes or {}).get("RedrivePolicy")
+        if not policy:
+            return None
+        try:
+            return int(json.loads(policy)["maxReceiveCount"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    # -- MessageSource -------------------------------------------------------------
+
+    def receive(self, max_messages: int, wait_seconds: float) -> list[dict[str, Any]]:
+        """Long-poll up to ``wait_seconds`` (at most 20) for messages; return up to ``max_messages`` records.
+
+        More than 10 (SQS's limit per call) are gathered with further calls
+        that do not wait.
+        """
+        if self._queue_attributes is None:
+            self.describe()
+        wanted = max(1, max_messages)
+        wait = min(SQS_MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds)))
+        records: list[dict[str, Any]] = []
+        while len(records) < wanted:
+            response = self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(SQS_MAX_BATCH, wanted - len(records)),
+                WaitTimeSeconds=wait if not records else 0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            records.extend(self._record(message) for message in messages)
+            if not messages:
+                break
+        return records
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message.get("Body", ""),
+            "attributes": dict(message.get("Attributes", {})),
+            "messageAttributes": _lambda_message_attributes(message.get("MessageAttributes", {})),
+            "md5OfBody": message.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.arn,
+            "awsRegion": self.region,
+        }
+
+    def settle(self, records: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
+        """Delete the records that succeeded; back the others off according to their receive counts.
+
+        Rejected records are backed off like failed ones: only the queue's
+        redrive policy moves messages to the dead-letter queue, so nothing is
+        ever dropped here. Errors from SQS are logged, not raised: a record
+        that could not be settled is delivered again after its visibility timeout.
+        """
+        from host.dispatch import Status
+
+        succeeded, retries = [], []
+        for record, outcome in zip(records, outcomes, strict=True):
+            if outcome.status is Status.SUCCEEDED:
+                succeeded.append(record)
+                continue
+            count = _receive_count(record)
+            delay = retry_delay_seconds(count, self.settings.backoff_base, self.settings.backoff_max)
+            retries.append((record, delay))
+            self._log_retry(record, outcome, count, delay)
+        self._delete(succeeded)
+        self._change_visibility(retries)
+
+    def release(self, records: list[dict[str, Any]]) -> int:
+        """Make received records visible again at once (the delivery loop calls this when it stops)."""
+        return self._change_visibility([(record, 0) for record in records])
+
+    # -- SQS calls -----------------------------------------------------------------
+
+    def _delete(self, records: list[dict[str, Any]]) -> int:
+        done = 0
+        for start in range(0, len(records), SQS_MAX_BATCH):
+            chunk = records[start:start + SQS_MAX_BATCH]
+            entries = [{"Id": str(index), "ReceiptHandle": r["receiptHandle"]} for index, r in enumerate(chunk)]
+            done += self._batch_call("delete_message_batch", "DeleteMessageBatch", chunk, entries)
+        return done
+
+    def _change_visibility(self, retries: list[tuple[dict[str, Any], int]]) -> int:
+        done = 0
+        for start in range(0, len(retries), SQS_MAX_BATCH):
+            chunk = retries[start:start + SQS_MAX_BATCH]
+            entries = [
+                {"Id": str(index), "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": delay}
+                for index, (record, delay) in enumerate(chunk)
+            ]
+            done += self._batch_call(
+                "change_message_visibility_batch", "ChangeMessageVisibilityBatch", [r for r, _ in chunk], entries
+            )
+        return done
+
+    def _batch_call(self, method: str, action: str, records: list[dict[str, Any]], entries: list[dict]) -> int:
+        """Run one batch call; log what failed (the message comes back after its visibility timeout)."""
+        if not entries:
+            return 0
+        try:
+            response = getattr(self.client, method)(QueueUrl=self.queue_url, Entries=entries)
+        except Exception as error:  # botocore's errors; the messages simply come back later
+            logger.warning(
+                "SQS %s for %d message(s) failed: %s; they are delivered again after their visibility timeout",
+                action, len(entries), error,
+            )
+            return 0
+        for failure in response.get("Failed", []):
+            record = records[int(failure["Id"])]
+            logger.warning(
+                "SQS %s failed for message %s: %s %s (its visibility timeout may have run out:"
+                " it is delivered again)", action, record.get("messageId"), failure.get("Code"), failure.get("Message"),
+            )
+        return len(response.get("Successful", []))
+
+    def _log_retry(self, record: dict[str, Any], outcome: Outcome, count: int, delay: int) -> None:
+        from host.dispatch import Status
+
+        reason = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else "failed")
+        limit = self.max_receive_count
+        if limit is not None and count >= limit:
+            logger.warning(
+                "message %s failed on receive %d of %d: %s; the queue's redrive policy moves it to the"
+                " dead-letter queue on its next receive", record["messageId"], count, limit, reason,
+            )
+        elif outcome.status is Status.REJECTED:
+            logger.warning(
+                "message %s was rejected: %s; backed off %ds until the queue's redrive policy dead-letters it",
+                record["messageId"], reason, delay,
+            )
+        else:
+            logger.info("message %s failed on receive %d: %s; visible again in %ds", record["messageId"], count, reason, delay)
