@@ -3,23 +3,23 @@
 For one Stripe event every handler of its type runs, in registration order,
 even when an earlier one fails; if any failed, the message fails and is
 retried. With an idempotency store (``host.idempotency.get_store``) each
-handler runs once per Stripe event id: a redelivery skips the handlers that
-already succeeded and runs again only those that failed or were interrupted.
+handler runs once per Stripe event id (see :mod:`letsgo_stripe.once`): a
+redelivery skips the handlers that already succeeded and runs again only
+those that failed or were interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from host.errors import WorkerError
 from letsgo_stripe.events import StripeEventPayload
 from letsgo_stripe.handlers import HandlerEntry, StripeHandlers, collect_handlers
+from letsgo_stripe.once import Once
 
 if TYPE_CHECKING:
     import stripe
@@ -27,68 +27,37 @@ if TYPE_CHECKING:
     from host import Message, MessageContext
     from host.worker import Worker
 
-#: How long a handler that succeeded is remembered: longer than Stripe retries an event (3 days).
-DONE_TTL_SECONDS = 7 * 24 * 3600
-#: Shortest claim held while a handler runs; the claim lapses after a crash so a redelivery can run it.
-MIN_LEASE_SECONDS = 60.0
-
-_UNSET: Any = object()
-
-
 class StripeHandlerError(WorkerError):
     """One or more handlers of a Stripe event failed; the message is retried."""
 
 
-@dataclass
-class WorkerState:
-    """What the plugin keeps per worker: its handler table and idempotency store."""
-
-    handlers: StripeHandlers
-    store: Any = _UNSET
-    lock: threading.Lock = field(default_factory=threading.Lock)
+_tables: weakref.WeakKeyDictionary[Worker, StripeHandlers] = weakref.WeakKeyDictionary()
+_tables_lock = threading.Lock()
 
 
-_states: weakref.WeakKeyDictionary[Worker, WorkerState] = weakref.WeakKeyDictionary()
-_states_lock = threading.Lock()
-
-
-def install(worker: Worker) -> WorkerState:
+def install(worker: Worker) -> StripeHandlers:
     """Collect ``worker``'s Stripe handlers (at start-up); a registration error stops start-up."""
-    state = WorkerState(collect_handlers(worker))
-    with _states_lock:
-        _states[worker] = state
-    return state
-
-
-def state_for(worker: Worker) -> WorkerState:
-    """The plugin's state for ``worker``, collected now if start-up did not."""
-    with _states_lock:
-        state = _states.get(worker)
-    return state if state is not None else install(worker)
+    table = collect_handlers(worker)
+    with _tables_lock:
+        _tables[worker] = table
+    return table
 
 
 def forget(worker: Worker) -> None:
-    """Drop the state of a stopped worker."""
-    with _states_lock:
-        _states.pop(worker, None)
+    """Drop the handler table of a stopped worker."""
+    with _tables_lock:
+        _tables.pop(worker, None)
 
 
 def stripe_handlers(worker: Worker) -> StripeHandlers:
-    """Every Stripe handler of ``worker``, with the plugin that registered it."""
-    return state_for(worker).handlers
+    """Every Stripe handler of ``worker``, with the plugin that registered it (collected now if start-up did not)."""
+    with _tables_lock:
+        table = _tables.get(worker)
+    return table if table is not None else install(worker)
 
 
 def idempotency_store(worker: Worker) -> Any:
-    """The host's idempotency store for ``worker`` (None: no deduplication), looked up once."""
-    state = state_for(worker)
-    if state.store is _UNSET:
-        with state.lock:
-            if state.store is _UNSET:
-                state.store = _host_store(worker)
-    return state.store
-
-
-def _host_store(worker: Worker) -> Any:
+    """The host's idempotency store for ``worker`` (made once per worker), or None: no deduplication."""
     try:
         from host.idempotency import get_store
     except ModuleNotFoundError as error:
@@ -138,19 +107,21 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
     # Off the event loop: the first Stripe message of a process pays for `import stripe`.
     event = await loop.run_in_executor(worker.executor, build_event, values)
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
-    lease = max(float(worker.settings.visibility_timeout), MIN_LEASE_SECONDS)
+    # Lambda requires the queue's visibility timeout to cover the function's, so no
+    # handler outlives it; duplicates arriving within it do not run in parallel.
+    lease = float(worker.settings.visibility_timeout)
 
     failures: list[tuple[HandlerEntry, BaseException]] = []
     for entry in entries:
-        key = f"stripe:{payload.id}:{entry.name}"
-        if store is not None and not await loop.run_in_executor(
-            worker.executor, functools.partial(store.claim, key, ttl_seconds=lease)
-        ):
-            ctx.logger.info(
-                "Stripe event %s (%s): %s of plugin %r already ran or is running; skipped",
-                payload.id, payload.type, entry.name, entry.plugin,
-            )
-            continue
+        once = None
+        if store is not None:
+            once = Once(store, payload.id, entry.name, lease_seconds=lease, receive_count=ctx.receive_count)
+            if not await loop.run_in_executor(worker.executor, once.begin):
+                ctx.logger.info(
+                    "Stripe event %s (%s): %s of plugin %r skipped: %s",
+                    payload.id, payload.type, entry.name, entry.plugin, once.skipped_because,
+                )
+                continue
         try:
             await _call(entry, event, ctx, loop)
         except Exception as error:
@@ -158,11 +129,11 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
                 "Stripe event %s (%s): handler %s of plugin %r failed", payload.id, payload.type, entry.name, entry.plugin
             )
             failures.append((entry, error))
-            if store is not None:
-                await loop.run_in_executor(worker.executor, store.release, key)
+            if once is not None:
+                await loop.run_in_executor(worker.executor, _settle, once.failed, ctx)
             continue
-        if store is not None:
-            await loop.run_in_executor(worker.executor, _remember_done, store, key)
+        if once is not None:
+            await loop.run_in_executor(worker.executor, _settle, once.succeeded, ctx)
     if failures:
         details = "; ".join(
             f"{entry.name} of plugin {entry.plugin!r}: {type(error).__name__}: {error}" for entry, error in failures
@@ -172,11 +143,13 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
         ) from failures[0][1]
 
 
-def _remember_done(store: Any, key: str) -> None:
-    # The running claim is a short lease (so a crash does not lose the event);
-    # once the handler succeeded, hold the key for as long as Stripe may resend.
-    store.release(key)
-    store.claim(key, ttl_seconds=DONE_TTL_SECONDS)
+def _settle(record: Any, ctx: MessageContext) -> None:
+    # A store error after the handler ran is only logged: the handler's own
+    # outcome decides the message's, and the running lease lapses by itself.
+    try:
+        record()
+    except Exception:
+        ctx.logger.warning("could not record a Stripe handler's outcome in the idempotency store", exc_info=True)
 
 
 async def _call(entry: HandlerEntry, event: stripe.Event, ctx: MessageContext, loop: asyncio.AbstractEventLoop) -> None:
