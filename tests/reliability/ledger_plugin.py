@@ -14,6 +14,8 @@ Types:
   a payload with ``"always_fail": true`` always fails (permanent).
 - ``rel.hang``: on its first handling blocks for ``REL_HANG_SECONDS``, then succeeds.
 - ``rel.slow``: sleeps ``payload["seconds"]`` then succeeds (crash tests kill mid-batch).
+- ``rel.notify``: sends a notification (fails when the sink fails).
+- ``rel.token``: gets the worker's API access token (fails when the key is unusable).
 """
 
 from __future__ import annotations
@@ -89,9 +91,23 @@ async def handle_slow(message, ctx) -> None:
     _write("ok", message, ctx)
 
 
+def handle_notify(message, ctx) -> None:
+    ctx.notify(f"rel.notify {message.payload.n}")
+    _write("ok", message, ctx)
+
+
+def handle_token(message, ctx) -> None:
+    from host.api import get_access_token
+
+    ctx.logger.debug("token of %d characters", len(get_access_token()))
+    _write("ok", message, ctx)
+
+
 @hookimpl
 def letsgo_register_messages(register):
     register("rel.count", handle_count, payload=Numbered, description="always succeeds")
     register("rel.flaky", handle_flaky, payload=Numbered, description="fails at random, or always")
     register("rel.hang", handle_hang, payload=Numbered, description="hangs on its first handling")
     register("rel.slow", handle_slow, payload=Numbered, description="sleeps, then succeeds")
+    register("rel.notify", handle_notify, payload=Numbered, description="sends a notification")
+    register("rel.token", handle_token, payload=Numbered, description="gets an API access token")
