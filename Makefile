@@ -30,5 +30,9 @@ bench-quick: setup
 	sh bench/setup.sh
 	$(BIN)/python -m bench.run --mode quick --command "make bench-quick"
 
+# The long reliability runs: 60 s of load, 50,000 faulty messages, 10 kill -9 (docs/RELIABILITY.md).
+soak: setup
+	LETSGO_SOAK=1 $(BIN)/python -m pytest -q -s tests/reliability
+
 clean:
 	rm -rf $(VENV) .letsgo .pytest_cache
