@@ -327,7 +327,7 @@ def test_message_group_on_a_standard_queue_does_not_serialise(shop_worker):
 
 def test_overrunning_async_handler_is_cancelled_and_reported_before_the_timeout(make_worker, shop):
     worker = make_worker(plugins=[shop], env={"LETSGO_WORKER_DEADLINE_MARGIN_MS": "1000"}, entry_points=False)
-    context = Context(1300)
+    context = Context(1800)
     event = standard_batch(msg("order.async_block", "slow"), msg("order.sync", "quick"))
     result = process_sqs_event(worker, event, context)
     assert context.get_remaining_time_in_millis() > 0, "the handler must return before Lambda's timeout"
@@ -338,7 +338,7 @@ def test_overrunning_async_handler_is_cancelled_and_reported_before_the_timeout(
 
 def test_overrunning_sync_handler_is_reported_while_its_thread_runs_on(make_worker, shop):
     worker = make_worker(plugins=[shop], env={"LETSGO_WORKER_DEADLINE_MARGIN_MS": "1000"}, entry_points=False)
-    context = Context(1300)
+    context = Context(1800)
     result = process_sqs_event(worker, standard_batch(msg("order.sync", "quick"), msg("order.sync_block", "stuck")), context)
     assert context.get_remaining_time_in_millis() > 0
     assert result.response() == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
@@ -348,7 +348,7 @@ def test_overrunning_sync_handler_is_reported_while_its_thread_runs_on(make_work
 def test_fifo_messages_after_the_deadline_are_not_started(make_worker, shop):
     worker = make_worker(plugins=[shop], env={"LETSGO_WORKER_DEADLINE_MARGIN_MS": "1000"}, entry_points=False)
     event = fifo_batch(("A", msg("order.async_block", "a1")), ("A", msg("order.sync", "a2")), ("B", msg("order.sync", "b1")))
-    result = process_sqs_event(worker, event, Context(1300))
+    result = process_sqs_event(worker, event, Context(1800))
     assert result.response() == {"batchItemFailures": [{"itemIdentifier": "f0"}, {"itemIdentifier": "f1"}]}
     assert "did not finish" in result.outcomes[0].reason
     assert result.outcomes[1].reason.startswith("not started")
