@@ -105,3 +105,46 @@ def test_schedule_command_refuses_bad_input(args, words):
     result = run_cli(*args)
     assert result.returncode == 2, result
     assert words in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "variables,words",
+    [
+        ({"LETSGO_WORKER_SCHEDULE": "rate(0 minutes)"}, ["LETSGO_WORKER_SCHEDULE", "rate(0 minutes)"]),
+        ({"LETSGO_WORKER_SCHEDULE": "every hour"}, ["LETSGO_WORKER_SCHEDULE", "every hour"]),
+        ({"LETSGO_WORKER_SCHEDULE": "rate(1 hour)", "LETSGO_WORKER_SCHEDULE_TIMEZONE": "Mars/Olympus"}, ["LETSGO_WORKER_SCHEDULE_TIMEZONE", "Mars/Olympus"]),
+        ({"LETSGO_WORKER_BATCH_SIZE": "0"}, ["LETSGO_WORKER_BATCH_SIZE='0'"]),
+        ({"LETSGO_WORKER_VISIBILITY_TIMEOUT": "soon"}, ["LETSGO_WORKER_VISIBILITY_TIMEOUT='soon'"]),
+    ],
+    ids=["schedule-zero-rate", "schedule-prose", "time-zone", "batch-size", "visibility-timeout"],
+)
+def test_serve_refuses_bad_configuration_before_listening(tmp_path, variables, words):
+    result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "queue.db"), env=clean_env(LETSGO_WORKER_PLUGINS="", **variables))
+    assert result.returncode == 2, result
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_serve_refuses_a_bad_port_flag(tmp_path, port):
+    result = run_cli("serve", "--port", port, "--db", str(tmp_path / "queue.db"), env=clean_env(LETSGO_WORKER_PLUGINS=""))
+    assert result.returncode == 2 and port in result.stderr and "Traceback" not in result.stderr, result
+
+
+def test_serve_refuses_a_port_in_use(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_cli("serve", "--port", port, "--db", str(tmp_path / "queue.db"), env=clean_env(LETSGO_WORKER_PLUGINS=""))
+    assert result.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in result.stderr, result
+
+
+def test_serve_refuses_a_database_that_is_not_sqlite(tmp_path):
+    db = tmp_path / "queue.db"
+    db.write_bytes(b"this is not a database" * 100)
+    result = run_cli("serve", "--port", "0", "--db", str(db), env=clean_env(LETSGO_WORKER_PLUGINS=""))
+    assert result.returncode == 2 and str(db) in result.stderr and "Traceback" not in result.stderr, result
