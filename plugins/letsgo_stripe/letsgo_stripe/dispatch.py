@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from host import Message, MessageContext
     from host.worker import Worker
 
+
 class StripeHandlerError(WorkerError):
     """One or more handlers of a Stripe event failed; the message is retried."""
 
