@@ -353,7 +353,7 @@ def test_batches_hold_at_most_the_batch_size(make_queue, deliver, recorder):
     queue.enqueue_many([(None, message(n=n)) for n in range(7)])
     source = CountingSource(queue)
     deliver(source, batch_size=3, concurrency=1)
-    wait_until(lambda: len(recorder.calls) == 7)
+    wait_until(lambda: sum(source.batches) == 7)
     assert sorted(source.batches, reverse=True) == [3, 3, 1]
 
 
@@ -364,7 +364,7 @@ def test_the_batching_window_gathers_messages_that_arrive_after_the_first(make_q
     time.sleep(0.3)  # the loop is waiting for a first message
     queue.enqueue(message(n=1))
     queue.enqueue(message(n=2))
-    wait_until(lambda: len(recorder.calls) == 2)
+    wait_until(lambda: sum(source.batches) == 2)
     assert source.batches == [2]
 
 
