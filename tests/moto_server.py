@@ -26,18 +26,37 @@ CREDENTIALS = {
 }
 
 
-class MotoServer:
-    """One ``python -m moto.server`` process bound to 127.0.0.1 on a port of its choosing."""
+#: moto's own app served one request at a time (``python -m moto.server`` serves each in a thread).
+SERIALIZED_SERVER = """
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+run_simple("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=False,
+           request_handler=MotoRequestHandler)
+"""
 
-    def __init__(self) -> None:
+
+class MotoServer:
+    """One moto server process bound to 127.0.0.1 on a port of its choosing.
+
+    ``serialized=True`` handles one request at a time. DynamoDB applies the
+    conditional writes to an item one after another; moto checks a condition
+    and writes in two steps, so under its threaded server two concurrent
+    conditional puts can both succeed. Serializing requests restores the
+    guarantee the real service gives (the clients still send concurrently).
+    It cannot serve SQS long polls beside other requests, so SQS tests use the
+    threaded ``python -m moto.server``.
+    """
+
+    def __init__(self, serialized: bool = False) -> None:
+        self.serialized = serialized
         self.process: subprocess.Popen | None = None
         self.url = ""
         self._log = tempfile.TemporaryFile(mode="w+")
 
     def start(self, timeout: float = 60.0) -> MotoServer:
+        command = ["-c", SERIALIZED_SERVER] if self.serialized else ["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
-            stdout=self._log, stderr=subprocess.STDOUT, text=True,
+            [sys.executable, *command], stdout=self._log, stderr=subprocess.STDOUT, text=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -78,7 +97,17 @@ class MotoServer:
 
 @pytest.fixture(scope="module")
 def moto_server():
+    """The threaded moto server of this test module (a module may override it with ``serialized_moto_server``)."""
     server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def serialized_moto_server():
+    """Body of a module's ``moto_server`` override that needs DynamoDB's atomic conditional writes."""
+    server = MotoServer(serialized=True).start()
     try:
         yield server
     finally:
