@@ -35,7 +35,7 @@ class Headers(Mapping[str, str]):
         for name, value in pairs:
             key = name.lower()
             # Repeated headers are joined, as RFC 9110 allows for list-valued fields.
-            items[key] = (name, f"{items[key][1]}, {value}" if key in items else value)
+            items[key] = (items[key][0], f"{items[key][1]}, {value}") if key in items else (name, value)
         self._items = items
 
     def __getitem__(self, name: str) -> str:

@@ -61,7 +61,7 @@ def scheduled_event(instant: datetime, region: str = "local") -> dict[str, Any]:
         "detail-type": "Scheduled Event",
         "source": "aws.scheduler",
         "account": LOCAL_ACCOUNT,
-        "time": instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": _iso(instant),
         "region": region,
         "resources": [f"arn:aws:scheduler:{region}:{LOCAL_ACCOUNT}:schedule/default/{SCHEDULE_NAME}"],
         "detail": "{}",
@@ -153,4 +153,6 @@ class Scheduler:
 
 
 def _iso(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    from host.schedule import format_instant
+
+    return format_instant(instant)

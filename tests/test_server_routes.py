@@ -1,0 +1,158 @@
+"""Plugin routes of the local server: registration rules, Request/Response, and a real in-process HTTP server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+import pytest
+
+from host import hookimpl
+from host.errors import RegistrationError
+from host.http_server import LocalServer, encode_message
+from host.local_queue import LocalQueue
+from host.routes import Headers, Request, RequestError, Response, RouteTable, collect_routes
+
+
+class RoutesPlugin:
+    def __init__(self, name: str, routes):
+        self.__name__ = name
+        self.routes = routes
+
+    @hookimpl
+    def letsgo_register_routes(self, register):
+        for method, path, handler in self.routes:
+            register(method, path, handler)
+
+
+def ok(request):
+    return Response(200, {"ok": True})
+
+
+def test_a_path_registered_twice_is_a_start_up_error_naming_both_plugins(make_worker):
+    worker = make_worker(
+        plugins=[RoutesPlugin("billing", [("POST", "/hook", ok)]), RoutesPlugin("shop", [("post", "/hook", ok)])],
+        entry_points=False,
+    )
+    with pytest.raises(RegistrationError, match="POST /hook is registered twice: by plugin 'billing' and by plugin 'shop'"):
+        collect_routes(worker)
+
+
+def test_routes_are_collected_with_their_plugin(make_worker):
+    worker = make_worker(
+        plugins=[RoutesPlugin("billing", [("POST", "/hook", ok), ("GET", "/hook", ok)])], entry_points=False
+    )
+    table = collect_routes(worker)
+    assert [(r.method, r.path, r.plugin) for r in table] == [("POST", "/hook", "billing"), ("GET", "/hook", "billing")]
+    assert table.allowed("/hook") == ["GET", "POST"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "handler", "says"),
+    [
+        ("FETCH", "/x", ok, "method 'FETCH'"),
+        ("POST", "x", ok, "starts with '/'"),
+        ("POST", "/x?y=1", ok, "no query string"),
+        ("POST", "/", ok, "serves itself"),
+        ("GET", "/healthz", ok, "serves itself"),
+        ("POST", "/x", "not callable", "not callable"),
+    ],
+)
+def test_bad_routes_are_refused_naming_the_plugin(method, path, handler, says):
+    with pytest.raises(RegistrationError, match="plugin 'p'") as error:
+        RouteTable().add("p", method, path, handler)
+    assert says in str(error.value)
+
+
+def test_headers_are_case_insensitive_and_repeated_ones_are_joined():
+    headers = Headers([("Stripe-Signature", "t=1,v1=abc"), ("Accept", "a"), ("accept", "b")])
+    assert headers["stripe-signature"] == "t=1,v1=abc" and "STRIPE-SIGNATURE" in headers
+    assert headers["Accept"] == "a, b"
+    assert dict(headers) == {"Stripe-Signature": "t=1,v1=abc", "Accept": "a, b"}
+    assert headers.get("missing") is None
+
+
+def test_response_bodies_are_encoded_by_kind():
+    assert Response(200, {"a": 1}).encode() == (b'{"a": 1}', {"Content-Type": "application/json"})
+    assert Response(200, "hi").encode() == (b"hi", {"Content-Type": "text/plain; charset=utf-8"})
+    assert Response(200, b"\x00").encode() == (b"\x00", {"Content-Type": "application/octet-stream"})
+    assert Response(204).encode() == (b"", {})
+    assert Response(200, "<p>", {"content-type": "text/html"}).encode() == (b"<p>", {"content-type": "text/html"})
+
+
+def test_request_json_and_enqueue_without_a_queue():
+    request = Request("POST", "/x", body=b"{oops")
+    with pytest.raises(RequestError, match="not valid JSON"):
+        request.json()
+    with pytest.raises(Exception, match="no queue"):
+        request.enqueue({"type": "t"})
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A LocalServer on a free port of 127.0.0.1 with routes of its own, over a real queue."""
+    queue = LocalQueue(tmp_path / "queue.db")
+    seen = {}
+
+    def echo(request):
+        seen["request"] = request
+        message_id = request.enqueue({"type": "test:hook", "payload": request.json()}, delay_seconds=0)
+        return Response(202, {"queued": message_id, "query": request.query}, {"X-Plugin": "shop"})
+
+    def broken(request):
+        raise RuntimeError("database is down")
+
+    def wrong(request):
+        return {"not": "a Response"}
+
+    table = RouteTable()
+    table.add("shop", "POST", "/echo", echo)
+    table.add("shop", "GET", "/broken", broken)
+    table.add("shop", "GET", "/wrong", wrong)
+    server = LocalServer(
+        "127.0.0.1", 0, queue=queue, routes=table,
+        enqueue=lambda message, delay: queue.enqueue(encode_message(message), delay),
+    ).start()
+    yield server, queue, seen
+    server.stop()
+    queue.close()
+
+
+def call(server, method, path, body=None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_a_route_gets_the_request_and_its_enqueue_is_durable(served):
+    server, queue, seen = served
+    status, headers, answer = call(server, "POST", "/echo?a=1&a=2&b=", b'{"x": 1}', {"X-Custom": "yes"})
+    assert status == 202 and headers["X-Plugin"] == "shop"
+    assert answer["query"] == {"a": "1", "b": ""}
+    request = seen["request"]
+    assert request.method == "POST" and request.path == "/echo" and request.body == b'{"x": 1}'
+    assert request.headers["x-custom"] == "yes"
+    [record] = queue.receive(10, 0)
+    assert record["messageId"] == answer["queued"]
+    assert json.loads(record["body"]) == {"type": "test:hook", "payload": {"x": 1}}
+
+
+def test_a_failing_route_is_a_500_naming_its_plugin(served):
+    server, _, _ = served
+    status, _, answer = call(server, "GET", "/broken")
+    assert status == 500 and "plugin 'shop'" in answer["error"] and "database is down" in answer["error"]
+    status, _, answer = call(server, "GET", "/wrong")
+    assert status == 500 and "did not return a Response" in answer["error"]
+
+
+def test_head_of_healthz_has_no_body(served):
+    server, _, _ = served
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("HEAD", "/healthz")
+    response = connection.getresponse()
+    assert response.status == 200 and response.read() == b""
+    connection.close()
