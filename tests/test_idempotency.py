@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from moto_server import aws, serialized_moto_server, unique  # noqa: F401 (fixtures)
@@ -26,16 +27,27 @@ from host.idempotency import (
 moto_server = pytest.fixture(scope="module")(serialized_moto_server)
 
 
+def template_table() -> dict:
+    """The properties of the idempotency table in the SAM template."""
+    from cfnlint.decode import cfn_yaml
+
+    template = cfn_yaml.load(str(Path(__file__).resolve().parent.parent / "template.yaml"))
+    table = template["Resources"]["IdempotencyTable"]
+    assert table["Condition"] == "HasIdempotencyTable"
+    return table["Properties"]
+
+
 def create_table(dynamodb) -> str:
-    """A table as the SAM template makes it: partition key ``id``, TTL on ``expires_at``."""
+    """A table made exactly as the SAM template makes it."""
+    properties = template_table()
     name = unique("idempotency")
     dynamodb.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        TableName=name, BillingMode=properties["BillingMode"],
+        AttributeDefinitions=properties["AttributeDefinitions"], KeySchema=properties["KeySchema"],
     )
+    ttl = properties["TimeToLiveSpecification"]
     dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        TableName=name, TimeToLiveSpecification={"Enabled": ttl["Enabled"], "AttributeName": ttl["AttributeName"]}
     )
     return name
 
@@ -171,10 +183,11 @@ def test_sqlite_path_sits_beside_the_local_queue():
 # -- DynamoDB specifics --------------------------------------------------------------------------
 
 
-def test_dynamo_item_carries_the_ttl_attribute(aws, dynamo_store):
+def test_dynamo_item_carries_the_ttl_attribute_of_the_template(aws, dynamo_store):
     dynamo_store.claim("order:9", ttl_seconds=3600)
     item = aws.client("dynamodb").get_item(TableName=dynamo_store.table, Key={"id": {"S": "order:9"}})["Item"]
-    assert int(item["expires_at"]["N"]) == int(dynamo_store.clock.now) + 3600
+    ttl_attribute = template_table()["TimeToLiveSpecification"]["AttributeName"]
+    assert int(item[ttl_attribute]["N"]) == int(dynamo_store.clock.now) + 3600
 
 
 def test_dynamo_missing_table_names_it(aws):
