@@ -120,6 +120,23 @@ def test_ctx_enqueue_uses_the_environment(intake, monkeypatch, make_worker):
     assert intake.posts[0]["delaySeconds"] == 30
 
 
+def test_local_enqueue_is_stored_by_the_real_local_server(tmp_path):
+    from host.http_server import LocalServer
+    from host.local_queue import LocalQueue
+
+    with LocalQueue(tmp_path / "worker.db") as queue:
+        server = LocalServer("127.0.0.1", 0, queue=queue).start()
+        try:
+            now_id = enqueue(ORDER, settings=local_settings(server.url))
+            enqueue({"type": "order:later", "payload": None}, delay_seconds=600, settings=local_settings(server.url))
+        finally:
+            server.stop()
+        assert queue.counts() == {"visible": 1, "in_flight": 0, "waiting": 1, "dead_letters": 0}
+        (record,) = queue.receive(10, 0)
+    assert record["messageId"] == now_id
+    assert json.loads(record["body"]) == ORDER
+
+
 # -- checks before sending ----------------------------------------------------------------
 
 
