@@ -264,7 +264,9 @@ def request_bytes(body: bytes, *headers: str, length: int | None = None, target:
 FRAMING = [
     ("content-length-not-a-number", request_bytes(b"{}", "Content-Length: abc"), 400, b"Content-Length"),
     ("content-length-negative", request_bytes(b"{}", "Content-Length: -5"), 400, b"Content-Length"),
-    ("chunked", request_bytes(b"2\r\n{}\r\n0\r\n\r\n", "Transfer-Encoding: chunked"), 411, b"Content-Length"),
+    ("chunk-size-not-hex", request_bytes(b"zz\r\n{}\r\n0\r\n\r\n", "Transfer-Encoding: chunked"), 400, b"malformed chunk size"),
+    ("chunked-over-256-KiB", request_bytes(b"".join(b"10000\r\n" + b" " * 0x10000 + b"\r\n" for _ in range(5)) + b"0\r\n\r\n",
+                                           "Transfer-Encoding: chunked"), 413, b"256 KiB"),
     ("header-line-over-64-KiB", request_bytes(b"{}", "X-Big: " + "a" * 70_000, length=2), 431, b""),
     ("too-many-headers", request_bytes(b"{}", *[f"X-H{i}: v" for i in range(200)], length=2), 431, b""),
     ("request-line-over-64-KiB", request_bytes(b"{}", length=2, target="/" + "a" * 70_000), 414, b""),
@@ -296,6 +298,30 @@ def test_truncated_body_is_not_stored(server):
     before = stored_count(server.db)
     body = json.dumps(good_message(n)).encode()
     answer = raw_exchange(server, request_bytes(body, length=1000))
+    assert status_of(answer) in (0, 400), answer[:300]
+    time.sleep(1)
+    assert stored_count(server.db) == before, "a truncated request was stored"
+    assert_still_serving(server)
+
+
+def chunked(body: bytes, pieces: int = 3) -> bytes:
+    size = -(-len(body) // pieces)
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+def test_chunked_message_is_accepted_and_handled(server):
+    n = next(_numbers)
+    answer = raw_exchange(server, request_bytes(chunked(json.dumps(good_message(n)).encode()), "Transfer-Encoding: chunked"))
+    assert status_of(answer) == 201, answer[:300]
+    wait_until(lambda: any(k == "ok" and m == n for k, m, *_ in read_ledger(server.ledger)), 60, message="handling")
+
+
+def test_truncated_chunked_body_is_not_stored(server):
+    """The client announces a 0x400-byte chunk, sends a complete-looking message in it, then hangs up."""
+    before = stored_count(server.db)
+    body = json.dumps(good_message(next(_numbers))).encode()
+    answer = raw_exchange(server, request_bytes(b"400\r\n" + body, "Transfer-Encoding: chunked"))
     assert status_of(answer) in (0, 400), answer[:300]
     time.sleep(1)
     assert stored_count(server.db) == before, "a truncated request was stored"
