@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -15,6 +16,8 @@ import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import jwt
@@ -34,6 +37,7 @@ from host.api import (
     key_id,
     load_private_key,
     public_key_path,
+    reset_access_tokens,
 )
 from host.config import Settings
 from host.errors import ConfigError
@@ -364,6 +368,32 @@ def test_base_url_with_a_path_prefix(key, api):
     tokens = AccessTokens(settings_for(key, f"{api.url}/prefix"))
     with api_client(tokens=tokens) as client:
         assert client.get("/v1/orders").json()["path"] == "/prefix/v1/orders"
+
+
+def readme_examples() -> list[str]:
+    """The Python code blocks of the README's section on calling the API."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Calling the app's API and enqueueing work", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_readme_examples_call_the_api(key, api, monkeypatch, index):
+    monkeypatch.setenv("LETSGO_API_URL", api.url)
+    monkeypatch.setenv("LETSGO_PKI_PRIVATE_KEY", key["pem"])
+    monkeypatch.delenv("LETSGO_PKI_PRIVATE_KEY_FILE", raising=False)
+    monkeypatch.delenv("LETSGO_API_AUDIENCE", raising=False)
+    reset_access_tokens()
+    namespace: dict = {}
+    exec(compile(readme_examples()[index], f"README.md example {index + 1}", "exec"), namespace)
+    logged = []
+    ctx = SimpleNamespace(logger=SimpleNamespace(info=lambda text, *args: logged.append(text % args)))
+    try:
+        asyncio.run(namespace["my_message_handler"](None, ctx))
+    finally:
+        reset_access_tokens()
+    assert api.accepted[-1]["sub"] == "letsgo:worker"
+    assert logged == ["API call succeeded: {'path': '/v1/my/endpoint', 'sub': 'letsgo:worker', 'body': ''}"]
 
 
 # -- keygen and token commands -------------------------------------------------------
