@@ -106,6 +106,18 @@ def wait_for(notifications: Path, count: int, log: list[str]) -> list[str]:
     raise AssertionError(f"expected {count} notification(s); server log:\n" + "".join(log))
 
 
+def wait_until_drained(url: str, log: list[str]) -> None:
+    """Wait until the server's queue holds no message (every one was handled and deleted)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
+            counts = json.loads(response.read())["queue"]
+        if counts["visible"] + counts["in_flight"] + counts["waiting"] == 0:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the queue did not drain; server log:\n" + "".join(log))
+
+
 def test_stripe_listen_style_delivery_to_a_real_server(server):
     url, notifications, log = server
     paid = (FIXTURES / "invoice.paid.with-subscription.2020-03-02.json").read_bytes()
@@ -125,6 +137,12 @@ def test_stripe_listen_style_delivery_to_a_real_server(server):
     assert (status, answer["stripeMode"]) == (200, "LIVE")
     texts = wait_for(notifications, 2, log)
     assert texts[1] == ":credit_card: [LIVE] Worker received an unhandled Stripe event: charge.succeeded"
+
+    # Stripe resends the paid event: the server's SQLite idempotency store keeps it from notifying twice.
+    assert post(f"{url}/stripe/webhook", paid, {"Stripe-Signature": signature_header(paid, TEST_SECRET)})[0] == 200
+    wait_until_drained(url, log)
+    texts = wait_for(notifications, 2, log)
+    assert sum("You've got paid" in text for text in texts) == 1
 
     with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
         health = json.loads(response.read())

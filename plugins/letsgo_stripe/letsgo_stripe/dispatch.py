@@ -59,12 +59,8 @@ def stripe_handlers(worker: Worker) -> StripeHandlers:
 
 def idempotency_store(worker: Worker) -> Any:
     """The host's idempotency store for ``worker`` (made once per worker), or None: no deduplication."""
-    try:
-        from host.idempotency import get_store
-    except ModuleNotFoundError as error:
-        if error.name != "host.idempotency":
-            raise
-        return None  # a host without the idempotency module: no deduplication
+    from host.idempotency import get_store
+
     return get_store(worker)
 
 
