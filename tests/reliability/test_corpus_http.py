@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from reliability_kit import (
+from .reliability_kit import (
     Server,
     dead_letters,
     deeply_nested,

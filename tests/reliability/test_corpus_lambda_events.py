@@ -15,7 +15,7 @@ import pytest
 
 from host import hookimpl
 from host.events import UnsupportedEvent, handle_event
-from reliability_kit import Recorder, in_process_worker, ok_message, record
+from .reliability_kit import Recorder, in_process_worker, ok_message, record
 
 FIXTURES = Path("/work/shared/fixtures/aws")
 

@@ -18,7 +18,7 @@ from host.config import Settings
 from host.dispatch import Status
 from host.errors import PluginLoadError, RegistrationError, StartupError
 from host.worker import Worker
-from reliability_kit import clean_env, record, run_cli, write_distribution
+from .reliability_kit import clean_env, record, run_cli, write_distribution
 
 _counter = itertools.count()
 

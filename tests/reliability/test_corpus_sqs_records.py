@@ -14,7 +14,7 @@ import pytest
 
 from host.batch import process_sqs_event
 from host.dispatch import Status
-from reliability_kit import Recorder, deeply_nested, in_process_worker, ok_message, record
+from .reliability_kit import Recorder, deeply_nested, in_process_worker, ok_message, record
 
 REJECTED, FAILED, SUCCEEDED = Status.REJECTED, Status.FAILED, Status.SUCCEEDED
 

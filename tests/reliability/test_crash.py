@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 
-from reliability_kit import (
+from .reliability_kit import (
     Server,
     dead_letters,
     drained,

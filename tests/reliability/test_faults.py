@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from reliability_kit import (
+from .reliability_kit import (
     Server,
     dead_letters,
     drained,

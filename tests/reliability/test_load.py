@@ -14,7 +14,7 @@ import json
 import threading
 import time
 
-from reliability_kit import (
+from .reliability_kit import (
     Server,
     dead_letters,
     drained,

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability_kit import (
+from .reliability_kit import (
     Server,
     clean_env,
     drained,

@@ -1,0 +1,1 @@
+"""The reliability suite: bad input, faults, crashes, load and secrets (see docs/RELIABILITY.md)."""
