@@ -1,11 +1,13 @@
 """A bench-only plugin: message types whose handlers wait on I/O, or do nothing at all.
 
-Registered in-process (``Worker(plugins=[bench_plugin])``), never installed.
+Registered in-process (``Worker(plugins=[bench_plugin])``) or, for the local server, through a
+distribution that exists only on the bench's PYTHONPATH (``bench/servers.py``); never installed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 
@@ -33,38 +35,18 @@ def sync_io(message, ctx) -> None:
     time.sleep(message.payload.seconds)
 
 
-class Tally:
-    """What the no-op handler saw: how many messages, and when each was handled."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-        self.latencies_ms: list[float] = []
-        self.done = threading.Event()
-        self.expected = 0
-
-    def reset(self, expected: int) -> None:
-        """Start counting afresh; ``done`` is set once ``expected`` messages were handled."""
-        with self.lock:
-            self.count = 0
-            self.latencies_ms = []
-            self.expected = expected
-            self.done.clear()
-
-
-TALLY = Tally()
+#: When set (by the end-to-end scenario), the no-op handler appends each enqueue-to-handler latency here.
+LATENCY_FILE = os.environ.get("BENCH_LATENCY_FILE")
+_latency_lock = threading.Lock()
 
 
 async def noop(message, ctx) -> None:
-    """Do nothing but count; a payload ``{"sent": epoch seconds}`` records the enqueue-to-handler latency."""
+    """Do nothing; a payload ``{"sent": epoch seconds}`` has its enqueue-to-handler latency written down."""
     handled = time.time()
     payload = message.payload
-    with TALLY.lock:
-        TALLY.count += 1
-        if isinstance(payload, dict) and "sent" in payload:
-            TALLY.latencies_ms.append((handled - payload["sent"]) * 1000)
-        if TALLY.expected and TALLY.count >= TALLY.expected:
-            TALLY.done.set()
+    if LATENCY_FILE and isinstance(payload, dict) and "sent" in payload:
+        with _latency_lock, open(LATENCY_FILE, "a") as file:
+            file.write(f"{(handled - payload['sent']) * 1000:.3f}\n")
 
 
 @hookimpl
@@ -72,4 +54,4 @@ def letsgo_register_messages(register):
     """Register BenchAsyncIO, BenchSyncIO and BenchNoop."""
     register("BenchAsyncIO", async_io, payload=Sleep, description="awaits asyncio.sleep")
     register("BenchSyncIO", sync_io, payload=Sleep, description="blocks in time.sleep")
-    register("BenchNoop", noop, description="does nothing; counts")
+    register("BenchNoop", noop, description="does nothing")

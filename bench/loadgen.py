@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,12 +50,26 @@ def _wrk(url: str, body_path: str, connections: int, seconds: float, count: int)
     duration = seconds if seconds else 300  # count mode: the count ends the run, this only bounds it
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s", "--timeout", "10s",
             "-s", str(BENCH / "post.lua"), url, "--", body_path]
-    if count:
-        argv.append(str(max(1, count // threads)))
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
-    line = next((l for l in reversed(done.stdout.splitlines()) if l.startswith("{")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    with tempfile.TemporaryDirectory(prefix="wrk-markers-") as markers:
+        if count:
+            argv += [str(max(1, count // threads)), markers]
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            if count:
+                # Each thread leaves a marker when its share is answered; then end wrk's -d wait early.
+                deadline = time.monotonic() + duration + 30
+                while len(os.listdir(markers)) < threads and child.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=duration + 60)
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+    line = next((l for l in reversed(out.splitlines()) if l.startswith("{")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed ({child.returncode}): {err.strip() or out.strip()}")
     raw = json.loads(line)
     elapsed = raw["duration_us"] / 1e6
     return {

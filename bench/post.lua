@@ -1,6 +1,8 @@
 -- wrk script: POST one message per request, count statuses, print a JSON summary.
--- Usage: wrk -s bench/post.lua URL -- BODY_FILE [RESPONSES_PER_THREAD]
--- With RESPONSES_PER_THREAD, each thread stops after that many responses.
+-- Usage: wrk -s bench/post.lua URL -- BODY_FILE [RESPONSES_PER_THREAD MARKER_DIR]
+-- With RESPONSES_PER_THREAD, each thread stops after that many responses and leaves a
+-- file in MARKER_DIR; wrk itself runs out its -d duration, so the caller watches the
+-- markers and ends it with SIGINT (wrk then prints its summary as usual).
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
@@ -15,6 +17,7 @@ function init(args)
   wrk.body = file:read("*a")
   file:close()
   limit = tonumber(args[2] or "0") or 0
+  marker_dir = args[3]
   created = 0
   other = 0
 end
@@ -25,7 +28,11 @@ function response(status, headers, body)
   else
     other = other + 1
   end
-  if limit > 0 and created + other >= limit then
+  if limit > 0 and created + other == limit then
+    if marker_dir then
+      local marker = io.open(string.format("%s/%s-%d", marker_dir, tostring(wrk.thread):gsub("[^%w]", ""), math.random(1e9)), "w")
+      marker:close()
+    end
     wrk.thread:stop()
   end
 end

@@ -37,12 +37,12 @@ VERSIONED = ["letsgo-worker", "example-orders", "letsgo-stripe", "letsgo-slack",
              "pluggy", "aws-lambda-powertools"]
 
 
-def run_scenario(module: str, mode: str, timeout: float) -> dict:
+def run_scenario(module: str, mode: str, timeout: float, work: Path = OUT) -> dict:
     """Run one scenario module in a child process; return its JSON result or an error record."""
-    OUT.mkdir(exist_ok=True)
-    result_path = OUT / f"{module}.{mode}.json"
+    work.mkdir(parents=True, exist_ok=True)
+    result_path = work / f"{module}.{mode}.json"
     result_path.unlink(missing_ok=True)
-    log_path = OUT / f"{module}.{mode}.log"
+    log_path = work / f"{module}.{mode}.log"
     argv = [sys.executable, "-m", f"bench.{module}", "--mode", mode, "--json", str(result_path)]
     started = time.perf_counter()
     with open(log_path, "wb") as log:
@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma list of scenario modules to run (default: all)")
     parser.add_argument("--out", help="Markdown file to write (default depends on the mode)")
     parser.add_argument("--command", help="the command to credit in the results (default: this one)")
+    parser.add_argument("--work", type=Path, default=OUT, help="directory for each scenario's JSON and log (default bench/.out)")
     args = parser.parse_args(argv)
     chosen = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
     if not chosen:
@@ -203,10 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for module, bounds in chosen:
         print(f"bench: {module} ({args.mode})...", file=sys.stderr, flush=True)
-        results.append(run_scenario(module, args.mode, bounds[index]))
+        results.append(run_scenario(module, args.mode, bounds[index], args.work))
     info = machine()
     command = args.command or "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
-    out = Path(args.out) if args.out else (BENCH / "RESULTS.md" if args.mode == "full" else OUT / f"RESULTS-{args.mode}.md")
+    out = Path(args.out) if args.out else (BENCH / "RESULTS.md" if args.mode == "full" else args.work / f"RESULTS-{args.mode}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(results, info, command, args.mode))
     print()
