@@ -72,7 +72,7 @@ def letsgo_register_messages(register: Register) -> None:
 
 
 @hookspec
-def letsgo_register_routes(register: RegisterRoute) -> None:
+def letsgo_register_routes(register: RegisterRoute, worker: Worker) -> None:
     """Add HTTP routes to the local server (``letsgo-worker serve``).
 
     Called once when the local server starts; not called in AWS Lambda.
@@ -81,6 +81,8 @@ def letsgo_register_routes(register: RegisterRoute) -> None:
         called as ``handler(request)`` with a :class:`host.routes.Request` and
         returns a :class:`host.routes.Response`. A path registered twice is a
         start-up error naming both plugins.
+    :param worker: The :class:`host.worker.Worker` serving the routes (its
+        ``settings`` hold, for example, webhook secrets).
 
     The return value is ignored. The Stripe plugin uses it for
     ``POST /stripe/webhook``.

@@ -203,7 +203,7 @@ def collect_routes(worker: Worker) -> RouteTable:
     table = RouteTable()
     for impl in implementations(worker.pm, "letsgo_register_routes"):
         try:
-            call_impl(impl, register=table.registrar(impl.plugin_name))
+            call_impl(impl, register=table.registrar(impl.plugin_name), worker=worker)
         except RegistrationError:
             raise
         except Exception as error:

@@ -15,36 +15,14 @@ message or webhook does.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING
-
 from host import hookimpl
 from letsgo_stripe import dispatch, hookspecs
 from letsgo_stripe.events import KNOWN_EVENT_TYPES, MESSAGE_TYPE, StripeEventPayload
 from letsgo_stripe.webhook import WEBHOOK_PATH, WebhookSecrets, webhook_route
 
-if TYPE_CHECKING:
-    from host.worker import Worker
-
 __all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "stripe_handlers"]
 
 stripe_handlers = dispatch.stripe_handlers
-
-# The local server's route has no worker of its own to read settings from: it
-# uses the worker that started last in this process (the server's only one).
-_route_worker: Worker | None = None
-_route_lock = threading.Lock()
-
-
-def _route_secrets() -> WebhookSecrets:
-    with _route_lock:
-        worker = _route_worker
-    if worker is not None:
-        return WebhookSecrets.from_settings(worker.settings)
-    from host.config import Settings
-
-    return WebhookSecrets.from_settings(Settings.from_env())
-
 
 @hookimpl
 def letsgo_add_hookspecs(pluginmanager):
@@ -74,23 +52,16 @@ def letsgo_stripe_handlers(register):
 @hookimpl
 def letsgo_startup(worker):
     """Collect every plugin's Stripe handlers, so a bad registration stops start-up."""
-    global _route_worker
     dispatch.install(worker)
-    with _route_lock:
-        _route_worker = worker
 
 
 @hookimpl
 def letsgo_shutdown(worker):
     """Forget the stopped worker."""
-    global _route_worker
     dispatch.forget(worker)
-    with _route_lock:
-        if _route_worker is worker:
-            _route_worker = None
 
 
 @hookimpl
-def letsgo_register_routes(register):
-    """Add ``POST /stripe/webhook`` to the local server."""
-    register("POST", WEBHOOK_PATH, webhook_route(_route_secrets))
+def letsgo_register_routes(register, worker):
+    """Add ``POST /stripe/webhook`` to the local server, verifying with ``worker``'s secrets."""
+    register("POST", WEBHOOK_PATH, webhook_route(lambda: WebhookSecrets.from_settings(worker.settings)))
