@@ -98,15 +98,16 @@ def cli_invoke(args: argparse.Namespace) -> int:
         print(f"letsgo-worker: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
+    import lambda_entry
     from host.logs import configure_logging
 
+    # After importing the entry point, which sets up stdout logging inside a Lambda environment:
+    # here standard output carries only the result.
     configure_logging(stream=sys.stderr)
     context = LambdaContext(args.timeout_ms)
     watchdog = _Watchdog(args.timeout_ms, context)
     watchdog.start()
     try:
-        import lambda_entry
-
         result = lambda_entry.handler(event, context)
     except Exception as error:
         if not watchdog.settle():
