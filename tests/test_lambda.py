@@ -331,7 +331,7 @@ def test_invoke_times_out_like_lambda(probe):
 
 def test_invoke_returns_at_the_deadline_without_waiting_for_a_stuck_sync_handler(probe):
     event = sqs_batch({"type": "probe.sync_block"}, {"type": "probe.ok"})
-    done = invoke(probe, probe.event_file(event), "--timeout-ms", "2000")  # the handler sleeps 60 s; WAIT is 30 s
+    done = invoke(probe, probe.event_file(event), "--timeout-ms", "3000")  # the handler sleeps 60 s; WAIT is 30 s
     assert done.returncode == 0, done.stderr
     assert last_line(done.stdout) == {"batchItemFailures": [{"itemIdentifier": "p0"}]}
     assert "still running after the handler returned" in done.stderr
