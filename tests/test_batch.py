@@ -1,6 +1,6 @@
 """SQS batch semantics: partial failures, concurrency, FIFO order, the deadline guard, logs.
 
-Batches are real AWS sample events from ../shared/fixtures/aws, or events built
+Batches are real AWS sample events from tests/fixtures/aws, or events built
 from them, run through ``host.events.handle_event`` (what ``lambda_entry.handler``
 calls) or ``host.batch.process_sqs_event`` (what the local runtime calls).
 """
@@ -25,7 +25,7 @@ from host.dispatch import Status
 from host.events import handle_event
 from host.logs import ROOT_LOGGER, configure_logging
 
-FIXTURES = Path("/work/shared/fixtures/aws")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "aws"
 WAIT = 10  # seconds a test waits for something that should happen at once; never reached when correct
 
 

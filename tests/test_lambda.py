@@ -1,7 +1,7 @@
 """The Lambda entry point: event routing, scheduled ticks, ``letsgo-worker invoke``,
 the real runtime interface client, and the AWS packaging (SAM template, Dockerfile).
 
-Events are the real AWS samples in ../shared/fixtures/aws. Subprocess tests
+Events are the real AWS samples in tests/fixtures/aws. Subprocess tests
 find a probe plugin through real entry-point discovery (``PYTHONPATH``).
 """
 
@@ -26,7 +26,7 @@ from host.scheduled import ScheduledError
 from host.testing import write_distribution
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path("/work/shared/fixtures/aws")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "aws"
 BIN = Path(sys.executable).parent
 WAIT = 30  # upper bound for a subprocess or a reply that should come at once
 
