@@ -19,8 +19,8 @@ from pathlib import Path
 from bench.common import (
     BENCH,
     Result,
-    clean_environ,
     isolated_cwd,
+    lambda_like_environ,
     median,
     order_event,
     python_exe,
@@ -33,7 +33,7 @@ ROUNDS = {"full": 30, "quick": 8, "tiny": 1}
 
 def spawn(subject: str, event_path: Path, env: dict[str, str], *, importtime: bool = False) -> dict:
     """Run one cold start; return the child's own report plus wall ms, peak RSS and stderr."""
-    argv = [python_exe()] + (["-X", "importtime"] if importtime else []) + [str(BENCH / "cold_child.py"), subject, str(event_path)]
+    argv = [python_exe(), "-S"] + (["-X", "importtime"] if importtime else []) + [str(BENCH / "cold_child.py"), subject, str(event_path)]
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Read both pipes to the end before reaping, then wait4 gives this child's own rusage.
@@ -75,15 +75,17 @@ def run(mode: str) -> Result:
     """Measure cold starts of the three subjects, alternating, and compare them."""
     result = Result(
         "1", "Cold start", mode,
-        "New interpreter: import the handler, handle one 10-record OrderNew batch, exit. "
-        "Wall time from spawn to exit, peak RSS from wait4; subjects alternate round by round; medians.",
+        "New interpreter laid out like a Lambda image (`python -S`, packages on PYTHONPATH, no editable-install "
+        "hooks; AWS_LAMBDA_RUNTIME_API set, so each subject logs its handler's INFO line as JSON on stdout): "
+        "import the handler, handle one 10-record OrderNew batch, exit. Wall time from spawn to exit, peak RSS "
+        "from wait4; subjects alternate round by round; medians.",
     )
     rounds = ROUNDS[mode]
     samples: dict[str, dict[str, list[float]]] = {s: {"wall": [], "rss": [], "in_process": []} for s in SUBJECTS}
     with isolated_cwd() as directory:
         event_path = directory / "event.json"
         event_path.write_text(json.dumps(order_event(0)))
-        env = clean_environ(PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+        env = lambda_like_environ()
         for subject in SUBJECTS:  # warm the page cache and bytecode caches; not measured
             spawn(subject, event_path, env)
         for round_ in range(rounds):

@@ -111,6 +111,44 @@ def clean_environ(**extra: str) -> dict[str, str]:
     return env
 
 
+#: What a Lambda execution environment sets; with it, ``lambda_entry`` configures its JSON logging.
+LAMBDA_ENVIRON = {
+    "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+    "AWS_LAMBDA_FUNCTION_NAME": "letsgo-worker",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+    "AWS_REGION": "us-east-1",
+}
+PLUGIN_DIRS = ("plugins/letsgo_stripe", "plugins/letsgo_slack", "plugins/example_orders")
+
+
+def lambda_like_environ() -> dict[str, str]:
+    """Environment of a process laid out like a Lambda image, for ``python -S``.
+
+    ``-S`` skips ``site``: no ``.pth`` files (the development install's editable
+    finders), no ``sitecustomize``; the packages are found on PYTHONPATH as in
+    an image's ``/var/task``, and entry points from their metadata as usual.
+    """
+    import sysconfig
+
+    paths = [str(ROOT), *(str(ROOT / d) for d in PLUGIN_DIRS), sysconfig.get_paths()["purelib"]]
+    return clean_environ(PYTHONPATH=os.pathsep.join(paths), **LAMBDA_ENVIRON)
+
+
+@contextlib.contextmanager
+def stdout_to(path: Path):
+    """Send file descriptor 1 (and so every logger writing to standard output) to ``path``."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(path, "ab") as file:
+        os.dup2(file.fileno(), 1)
+    try:
+        yield path
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @contextlib.contextmanager
 def isolated_cwd():
     """Run in a fresh empty directory (no ``.env``, no queue file), restored afterwards."""

@@ -18,7 +18,7 @@ from bench.servers import start_null_server, start_serve
 
 CONNECTIONS = [1, 16, 64]
 #: (seconds per run, rounds) per mode.
-SIZES = {"full": (5.0, 3), "quick": (2.0, 1), "tiny": (0.5, 1)}
+SIZES = {"full": (5.0, 3), "quick": (2.0, 1), "tiny": (0.3, 1)}
 DRAIN_TIMEOUT = 120.0
 
 

@@ -18,7 +18,7 @@ from bench.loadgen import load, wrk_available
 from bench.servers import start_serve
 
 #: (warm-up seconds, load seconds) per mode.
-SIZES = {"full": (5.0, 60.0), "quick": (2.0, 10.0), "tiny": (0.5, 1.0)}
+SIZES = {"full": (5.0, 60.0), "quick": (2.0, 10.0), "tiny": (0.3, 0.5)}
 CONNECTIONS = 16
 DRAIN_TIMEOUT = 300.0
 #: Idle seconds before reading RSS, per mode.

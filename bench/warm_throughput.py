@@ -2,7 +2,8 @@
 
 One process, default log level, the three subjects called in turn, chunk by
 chunk (``letsgo`` is ``lambda_entry.handler`` with every installed plugin
-discovered through entry points). Then the same with one record in ten
+discovered through entry points; the peer logs through Powertools' Logger,
+the limit through a bare JSON-lines handler). Then the same with one record in ten
 invalid (its payload lacks ``customerId``), which each subject must report in
 ``batchItemFailures``.
 """
@@ -17,7 +18,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import LambdaContext, Result, clean_environ, isolated_cwd, median, order_event, rotated, tidy_paths
+from bench.common import (
+    LAMBDA_ENVIRON,
+    LambdaContext,
+    Result,
+    clean_environ,
+    isolated_cwd,
+    median,
+    order_event,
+    rotated,
+    stdout_to,
+    tidy_paths,
+)
 
 SUBJECTS = ["letsgo", "limit", "peer"]
 #: (rounds, invocations per chunk) per mode.
@@ -76,13 +88,15 @@ def run(mode: str) -> Result:
     """Measure warm throughput of the three subjects, all-valid and with one invalid record in ten."""
     result = Result(
         "2", "Warm throughput", mode,
-        "One warm process; each subject handles chunks of 10-record OrderNew batches in turn (order rotated "
-        "each round); messages/s per chunk, medians. Default log level.",
+        "One warm process with the Lambda environment variables; each subject handles chunks of 10-record "
+        "OrderNew batches in turn (order rotated each round); messages/s per chunk, medians. Default log level: "
+        "each subject writes its handler's INFO line per message as JSON to standard output (a file here).",
     )
     rounds, chunk = SIZES[mode]
     os.environ.clear()
-    os.environ.update(clean_environ())
-    with isolated_cwd():
+    os.environ.update(clean_environ(**LAMBDA_ENVIRON))
+    # As in Lambda, every subject's log lines go to standard output: here a file, written for real.
+    with isolated_cwd() as directory, stdout_to(directory / "stdout.log"):
         subjects = handlers()
         valid = [order_event(b) for b in range(DISTINCT_EVENTS)]
         mixed = [order_event(b, invalid_every=10) for b in range(DISTINCT_EVENTS)]
