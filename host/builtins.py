@@ -209,5 +209,6 @@ def letsgo_register_messages(register):
     register(CONTACT, handle_contact, payload=ContactPayload, description="A contact form submission (notifies)")
     register(TENANT_NEW, handle_tenant_new, payload=TenantNewPayload, description="A tenant was created (notifies)")
     register(
-        TENANT_DELETED, handle_tenant_deleted, payload=TenantDeletedPayload, description="A tenant was deleted (notifies)"
+        TENANT_DELETED, handle_tenant_deleted, payload=TenantDeletedPayload,
+        description="A tenant was deleted (notifies)",
     )
