@@ -72,15 +72,28 @@ def encode_message(message: Any) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def parse_intake(data: bytes) -> tuple[list[tuple[str | None, str]], float]:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return number
+
+
+def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | None, str]], float]:
     """Read a ``POST /`` body: return ``[(message id or None, body)]`` and the delay in seconds.
 
-    Raises :class:`IntakeError` (400) saying what is wrong with the envelope.
+    ``typed`` says the request had a ``Content-Type`` (checked by
+    :func:`check_sender`); without one only LetsGo's ``{"Records": [...]}`` is
+    accepted. Raises :class:`IntakeError` saying what is wrong with the envelope.
     """
     if not data.strip():
         raise IntakeError(400, f"request body is empty; send {_SHAPES}")
     try:
-        value = json.loads(data)
+        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise IntakeError(400, "request body is not valid JSON: nested too deeply") from None
     except ValueError as error:
@@ -110,9 +123,42 @@ def parse_intake(data: bytes) -> tuple[list[tuple[str | None, str]], float]:
             messages.append((message_id if usable else None, body))
         return messages, delay
     if "type" in value:
+        if not typed:
+            raise IntakeError(415, _NO_CONTENT_TYPE)
+        if not isinstance(value["type"], str):
+            encode_message(value)  # raises, saying what is wrong with "type"
+        if "delaySeconds" not in value:
+            try:
+                return [(None, data.decode("utf-8"))], delay  # stored exactly as sent
+            except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32
+                pass
         message = {key: item for key, item in value.items() if key != "delaySeconds"}
         return [(None, encode_message(message))], delay
     raise IntakeError(400, f"expected {_SHAPES}; the object has neither \"Records\" nor \"type\"")
+
+
+_NO_CONTENT_TYPE = (
+    "send the message with Content-Type: application/json (only the {\"Records\": [...]} body of"
+    " LetsGo's queue client, which sets no Content-Type, is accepted without one)"
+)
+
+
+def check_sender(headers: Any) -> None:
+    """Refuse what a web page could send to this port; raise :class:`IntakeError`.
+
+    Browsers add ``Origin`` to every cross-origin POST (and a page that rebinds
+    its DNS name to 127.0.0.1 sends it too), while API servers and tools do
+    not; and a page can post without a CORS preflight only as ``text/plain``,
+    a form, or with no ``Content-Type``.
+    """
+    origin = headers.get("Origin")
+    if origin is not None:
+        raise IntakeError(
+            403, f"requests from web pages are refused (Origin: {origin[:100]}): enqueue from your API or a tool"
+        )
+    content_type = headers.get("Content-Type")
+    if content_type is not None and content_type.split(";", 1)[0].strip().lower() != "application/json":
+        raise IntakeError(415, f"send the message as JSON with Content-Type: application/json, not {content_type[:100]!r}")
 
 
 class LocalServer:
@@ -176,12 +222,13 @@ class LocalServer:
 
     # -- request handling (called on the connection's thread) -------------------------
 
-    def intake(self, data: bytes) -> Response:
+    def intake(self, data: bytes, headers: Any) -> Response:
         """``POST /``: store the messages, answer 201 with their ids once they are on disk."""
         if self.queue is None:
             return Response(404, {"error": self.intake_note})
         try:
-            messages, delay = parse_intake(data)
+            check_sender(headers)
+            messages, delay = parse_intake(data, typed=headers.get("Content-Type") is not None)
         except IntakeError as error:
             return Response(error.status, {"error": error.message})
         try:
@@ -248,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if path == "/":
             if self.command == "POST":
-                response = self.app.intake(data)
+                response = self.app.intake(data, self.headers)
             else:
                 response = _not_allowed(self._request(path, query, data), ["POST"])
         elif path == "/healthz":
@@ -288,7 +335,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.rfile.read(length)
             self._too_large(str(length))
             return None
-        return self.rfile.read(length)
+        data = self.rfile.read(length)
+        if len(data) < length:
+            return self._truncated(len(data), length)
+        return data
+
+    def _truncated(self, received: int, promised: int) -> None:
+        # The client hung up mid-body: whatever arrived is not what it meant to send.
+        self._send(Response(400, {"error": f"request body ended after {received} of {promised} bytes"}), close=True)
+        return None
 
     def _read_chunked(self) -> bytes | None:
         data = bytearray()
@@ -306,7 +361,10 @@ class _Handler(BaseHTTPRequestHandler):
             if len(data) + size > MAX_BODY_BYTES:
                 self._too_large(f"more than {len(data) + size}")
                 return None
-            data += self.rfile.read(size)
+            chunk = self.rfile.read(size)
+            data += chunk
+            if len(chunk) < size:
+                return self._truncated(len(data), len(data) - len(chunk) + size)
             self.rfile.readline(_MAX_LINE)
 
     def _too_large(self, size: str) -> None:

@@ -48,9 +48,12 @@ def load_schedule(expression: str, tz: str) -> Schedule:
     try:
         return parse_schedule(expression, tz)
     except ScheduleError as error:
-        raise StartupError(
-            f"LETSGO_WORKER_SCHEDULE={expression!r} (time zone {tz!r}) is invalid: {error}"
-        ) from None
+        problem = error
+    try:
+        parse_schedule("rate(1 hour)", tz)  # is the time zone, rather than the expression, at fault?
+    except ScheduleError as zone_error:
+        raise StartupError(f"LETSGO_WORKER_SCHEDULE_TIMEZONE={tz!r} is invalid: {zone_error}") from None
+    raise StartupError(f"LETSGO_WORKER_SCHEDULE={expression!r} is invalid: {problem}")
 
 
 def scheduled_event(instant: datetime, region: str = "local") -> dict[str, Any]:

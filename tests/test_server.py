@@ -119,8 +119,8 @@ class Server:
         finally:
             connection.close()
 
-    def post(self, body) -> dict:
-        status, _, answer = self.request("POST", "/", body)
+    def post(self, body, headers=None) -> dict:
+        status, _, answer = self.request("POST", "/", body, headers)
         assert status == 201, answer
         return answer
 
@@ -136,9 +136,13 @@ class Server:
         return self.process.returncode
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def _exchange(connection, method, path, body, headers):
     if isinstance(body, (dict, list)):
         body = json.dumps(body)
+    headers = JSON if headers is None else headers
     connection.request(method, path, body=body, headers=headers or {}, encode_chunked=not isinstance(body, (bytes, str, type(None))))
     response = connection.getresponse()
     data = response.read()
@@ -262,7 +266,8 @@ def letsgo_client_body(message: dict, message_id: str) -> dict:
 
 def test_letsgo_and_bare_bodies_are_accepted_then_delivered(shared):
     home, server = shared
-    answer = server.post(letsgo_client_body({"type": "test:record", "payload": {"from": "letsgo"}}, "x1y2z3"))
+    # LetsGo's client (Node's http.request(...).end(JSON)) sends no Content-Type.
+    answer = server.post(letsgo_client_body({"type": "test:record", "payload": {"from": "letsgo"}}, "x1y2z3"), headers={})
     assert answer["messageIds"] == ["x1y2z3"]
     bare = server.post({"type": "test:record", "payload": {"from": "bare"}})
     [bare_id] = bare["messageIds"]
@@ -326,13 +331,28 @@ def test_each_bad_request_gets_its_status_and_says_what_is_wrong(shared, method,
         assert headers["Allow"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "status", "says"),
+    [
+        ({"Content-Type": "application/json", "Origin": "https://evil.example"}, 403, "requests from web pages are refused"),
+        ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+        ({}, 415, "only the {\"Records\": [...]} body of LetsGo's queue client"),
+    ],
+)
+def test_what_a_web_page_could_send_is_refused(shared, headers, status, says):
+    _, server = shared
+    got, _, answer = server.request("POST", "/", {"type": "test:record", "payload": {}}, headers)
+    assert got == status and says in answer["error"], answer
+
+
 def test_a_chunked_body_is_read_and_held_to_the_same_limit(shared):
     home, server = shared
     chunks = [b'{"type": "test:record", ', b'"payload": {"chunked": true}}']
-    status, _, answer = server.request("POST", "/", iter(chunks), {"Transfer-Encoding": "chunked"})
+    status, _, answer = server.request("POST", "/", iter(chunks), {"Transfer-Encoding": "chunked", **JSON})
     assert status == 201
     wait_until(lambda: answer["messageId"] in recorded_ids(home))
-    status, _, answer = server.request("POST", "/", iter([b"x" * 200_000] * 2), {"Transfer-Encoding": "chunked"})
+    status, _, answer = server.request("POST", "/", iter([b"x" * 200_000] * 2), {"Transfer-Encoding": "chunked", **JSON})
     assert status == 413 and "the limit is 262144" in answer["error"]
 
 
@@ -384,7 +404,7 @@ def test_a_failing_message_is_retried_with_growing_delays_then_dead_lettered_and
     assert "maximum" in letter["reason"]
 
     listed = home.cli("dlq", "list", "--db", str(home.db))
-    assert message_id in listed.stdout and "flag is up on receive 4" in listed.stdout and '"retry":true' in listed.stdout
+    assert message_id in listed.stdout and "flag is up on receive 4" in listed.stdout and '"retry": true' in listed.stdout
 
     home.flag.unlink()
     redriven = home.cli("dlq", "redrive", message_id, "--db", str(home.db))
