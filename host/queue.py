@@ -119,6 +119,13 @@ def enqueue(
     )
 
 
+async def enqueue_async(message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
+    """:func:`enqueue` for ``async def`` code: the network call runs in a thread, the event loop stays free."""
+    import asyncio
+
+    return await asyncio.to_thread(enqueue, message, delay_seconds, **options)
+
+
 def local_request_body(
     body: str, delay_seconds: int = 0, *, message_id: str | None = None, region: str | None = None
 ) -> dict[str, Any]:

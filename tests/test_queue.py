@@ -137,6 +137,18 @@ def test_local_enqueue_is_stored_by_the_real_local_server(tmp_path):
     assert json.loads(record["body"]) == ORDER
 
 
+def test_enqueue_async_from_async_code(intake):
+    import asyncio
+
+    from host.queue import enqueue_async
+
+    async def handler():
+        return await enqueue_async(ORDER, 5, settings=local_settings(intake.url))
+
+    assert asyncio.run(handler()) == "stored-1"
+    assert intake.posts[0]["delaySeconds"] == 5
+
+
 # -- checks before sending ----------------------------------------------------------------
 
 
