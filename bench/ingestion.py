@@ -22,6 +22,29 @@ SIZES = {"full": (5.0, 3), "quick": (2.0, 1), "tiny": (0.3, 1)}
 DRAIN_TIMEOUT = 120.0
 
 
+def commit_probe(directory, commits: int = 200) -> str:
+    """What one durable SQLite commit costs on this disk: WAL with synchronous=FULL, and NORMAL for comparison."""
+    import sqlite3
+    import time
+
+    lines = [f"SQLite {sqlite3.sqlite_version}, {commits} single-row commits in WAL mode on this disk:"]
+    for level in ("FULL", "NORMAL"):
+        path = directory / f"probe-{level}.db"
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={level}")
+        connection.execute("CREATE TABLE t (body TEXT)")
+        started = time.perf_counter()
+        for _ in range(commits):
+            connection.execute("BEGIN")
+            connection.execute("INSERT INTO t VALUES (?)", (order_body(1),))
+            connection.execute("COMMIT")
+        per_commit = (time.perf_counter() - started) / commits * 1000
+        connection.close()
+        lines.append(f"  synchronous={level:<6} {per_commit:6.3f} ms per commit ({1000 / per_commit:,.0f} commits/s on one connection)")
+    return "\n".join(lines)
+
+
 def run(mode: str, tool: str | None = None) -> Result:
     """Requests/s and latency of durable intake against non-storing intake."""
     seconds, rounds = SIZES[mode]
@@ -64,6 +87,7 @@ def run(mode: str, tool: str | None = None) -> Result:
                 result.measure(f"{connections} connections: durable vs non-storing", "letsgo", ratio, "x", "reference, no target")
         if letsgo.wait_drained(DRAIN_TIMEOUT) is None:
             raise RuntimeError("the server did not handle every stored message")
+        result.profile = commit_probe(directory, 200 if mode != "tiny" else 10)
         dead = letsgo.health()["queue"]["dead_letters"]
         if dead:
             raise RuntimeError(f"{dead} messages were dead-lettered; OrderNew messages must all succeed")

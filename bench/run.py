@@ -29,7 +29,7 @@ SCENARIOS = [
     ("io_batches", (120, 40, 30)),
     ("ingestion", (300, 60, 60)),
     ("end_to_end", (180, 60, 60)),
-    ("memory", (180, 40, 40)),
+    ("memory", (360, 50, 40)),
 ]
 OUT = BENCH / ".out"
 FINDINGS = BENCH / "FINDINGS.md"

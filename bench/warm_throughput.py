@@ -46,6 +46,24 @@ def handlers() -> dict[str, Callable[[dict, Any], dict]]:
     return {"letsgo": lambda_entry.handler, "limit": limit_handler.handler, "peer": peer_handler.handler}
 
 
+def quiet_loggers() -> Callable[[], None]:
+    """Set every subject's handler logger to WARNING; return a function that restores the levels."""
+    import logging
+
+    from bench import limit_handler, peer_handler
+
+    loggers = [logging.getLogger("letsgo"), limit_handler.logger, peer_handler.logger]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+    return restore
+
+
 def throughput(
     subjects: dict[str, Callable], events: list[dict], expected_failures: int, rounds: int, chunk: int
 ) -> dict[str, list[float]]:
@@ -108,6 +126,13 @@ def run(mode: str) -> Result:
             suffix = "" if label == "all valid" else f" ({label})"
             result.target(f"throughput vs peer{suffix}", medians["letsgo"] / medians["peer"], 1.0, ">=")
             result.target(f"throughput vs limit{suffix}", medians["letsgo"] / medians["limit"], 0.6, ">=")
+        # Reference: the frameworks' own overhead, with every subject's log level at WARNING.
+        quiet = quiet_loggers()
+        rates = throughput(subjects, valid, 0, rounds, chunk)
+        quiet()
+        for name in SUBJECTS:
+            result.measure("throughput, all valid, log level WARNING", name, median(rates[name]), "msg/s",
+                           "reference, no target")
         if mode != "tiny":
             result.profile = host_profile(subjects["letsgo"], valid, 200)
     return result
