@@ -94,6 +94,8 @@ REFUSED = [
     ("delay-boolean", b'{"type": "rel.count", "payload": {"n": 1}, "delaySeconds": true}', {}, 400, ["delaySeconds"]),
     ("content-type-text", b'{"type": "rel.count", "payload": {"n": 1}}', {"Content-Type": "text/plain"}, 415, ["application/json"]),
     ("content-type-form", b'{"type": "rel.count", "payload": {"n": 1}}', {"Content-Type": "application/x-www-form-urlencoded"}, 415, ["application/json"]),
+    ("origin-of-a-web-page", b'{"type": "rel.count", "payload": {"n": 1}}', {"Origin": "https://evil.example"}, 403, ["web pages", "evil.example"]),
+    ("origin-null", b'{"Records": [{"body": "{}"}]}', {"Origin": "null"}, 403, ["web pages"]),
     ("content-type-multipart", b'{"type": "rel.count", "payload": {"n": 1}}', {"Content-Type": "multipart/form-data; boundary=x"}, 415, ["application/json"]),
 ]
 
@@ -127,6 +129,23 @@ def test_missing_content_type_is_refused(server):
     finally:
         connection.close()
     assert stored_count(server.db) == before
+
+
+def test_letsgo_queue_client_body_without_content_type_is_accepted(server):
+    """LetsGo's queue client posts {"Records": [...]} with no Content-Type: kept working."""
+    import http.client
+
+    n = next(_numbers)
+    data = json.dumps({"Records": [{"body": json.dumps(good_message(n))}]}).encode()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        connection.putrequest("POST", "/")
+        connection.putheader("Content-Length", str(len(data)))
+        connection.endheaders(data)
+        assert connection.getresponse().status == 201
+    finally:
+        connection.close()
+    wait_until(lambda: any(k == "ok" and m == n for k, m, *_ in read_ledger(server.ledger)), 60, message="handling")
 
 
 def test_json_content_type_with_charset_is_accepted(server):
