@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from moto_server import aws, create_queue, moto_server  # noqa: F401 (fixtures)
@@ -23,7 +24,7 @@ from host.errors import StartupError
 from host.sqs_source import SqsSource, retry_delay_seconds
 from host.testing import write_distribution
 
-FIXTURE_RECORD = "/work/shared/fixtures/aws/sqs-standard-batch.json"
+FIXTURE_RECORD = Path(__file__).resolve().parent / "fixtures" / "aws" / "sqs-standard-batch.json"
 
 
 class Handlers:
