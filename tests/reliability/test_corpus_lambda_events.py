@@ -17,7 +17,7 @@ from host import hookimpl
 from host.events import UnsupportedEvent, handle_event
 from .reliability_kit import Recorder, in_process_worker, ok_message, record
 
-FIXTURES = Path("/work/shared/fixtures/aws")
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws"
 
 
 def fixture(name: str):

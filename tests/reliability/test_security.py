@@ -34,7 +34,7 @@ from .reliability_kit import (
     wait_until,
 )
 
-STRIPE_EVENT = Path("/work/shared/fixtures/stripe/invoice.paid.json")
+STRIPE_EVENT = Path(__file__).parents[2] / "plugins" / "letsgo_stripe" / "tests" / "fixtures" / "stripe" / "invoice.paid.json"
 
 
 def listening_addresses(port: int) -> set[str]:
