@@ -42,11 +42,20 @@ class Context:
         """:meth:`notify` for ``async def`` code: ``await ctx.anotify(text)`` keeps the event loop free."""
         await self.worker.anotify(text, **options)
 
-    def enqueue(self, message: dict[str, Any], delay_seconds: int = 0) -> Any:
-        """Enqueue a follow-up message (see :func:`host.queue.enqueue`)."""
+    def enqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
+        """Enqueue a follow-up message with the worker's settings; return its id (see :func:`host.queue.enqueue`).
+
+        Options: ``group_id`` and ``deduplication_id`` for FIFO queues.
+        """
         from host.queue import enqueue
 
-        return enqueue(message, delay_seconds=delay_seconds)
+        return enqueue(message, delay_seconds, settings=self.worker.settings, **options)
+
+    async def aenqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
+        """:meth:`enqueue` for ``async def`` code: the network call runs in a thread."""
+        from host.queue import enqueue_async
+
+        return await enqueue_async(message, delay_seconds, settings=self.worker.settings, **options)
 
 
 class MessageContext(Context):

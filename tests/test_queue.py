@@ -112,12 +112,23 @@ def test_local_enqueue_to_nothing_says_to_start_serve():
         enqueue(ORDER, settings=local_settings(url))
 
 
-def test_ctx_enqueue_uses_the_environment(intake, monkeypatch, make_worker):
-    monkeypatch.setenv("LETSGO_LOCAL_QUEUE_URL", intake.url)
-    ctx = Context(make_worker(entry_points=False), logging.getLogger("test"))
+def test_ctx_enqueue_uses_the_worker_settings(intake, make_worker):
+    worker = make_worker(env={"LETSGO_LOCAL_QUEUE_URL": intake.url}, entry_points=False)
+    ctx = Context(worker, logging.getLogger("test"))
     assert ctx.enqueue({"type": "order:retry", "payload": {"orderId": "1"}}, delay_seconds=30) == "stored-1"
     assert json.loads(intake.posts[0]["Records"][0]["body"])["type"] == "order:retry"
     assert intake.posts[0]["delaySeconds"] == 30
+
+
+def test_ctx_aenqueue_sends_from_async_code(intake, make_worker):
+    import asyncio
+
+    worker = make_worker(env={"LETSGO_LOCAL_QUEUE_URL": intake.url}, entry_points=False)
+    ctx = Context(worker, logging.getLogger("test"))
+    message_id = asyncio.run(ctx.aenqueue({"type": "order:later", "payload": None}, delay_seconds=5))
+    assert message_id == "stored-1"
+    assert json.loads(intake.posts[0]["Records"][0]["body"])["type"] == "order:later"
+    assert intake.posts[0]["delaySeconds"] == 5
 
 
 def test_local_enqueue_is_stored_by_the_real_local_server(tmp_path):
