@@ -16,9 +16,12 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from host.errors import StartupError
+
+if TYPE_CHECKING:
+    from host.config import Settings
 
 logger = logging.getLogger("letsgo.serve")
 
@@ -41,7 +44,11 @@ def cli_serve(args: argparse.Namespace) -> int:
         raise StartupError(f"--port {settings.port} is not a port number (0-65535)")
     logging.getLogger("letsgo").setLevel(settings.log_level)
     runtime = Runtime(settings, sqs_queue_url=getattr(args, "sqs", None))
-    runtime.start()
+    try:
+        runtime.start()
+    except BaseException:
+        runtime.stop()  # what did start (plugins' letsgo_startup, the lock) is undone
+        raise
     print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
     runtime.wait_for_signal()
     runtime.stop()
@@ -51,7 +58,7 @@ def cli_serve(args: argparse.Namespace) -> int:
 class Runtime:
     """The pieces of a running local server, started and stopped in order."""
 
-    def __init__(self, settings: Any, *, sqs_queue_url: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, sqs_queue_url: str | None = None) -> None:
         self.settings = settings
         self.sqs_queue_url = sqs_queue_url
         self.worker = None
@@ -63,7 +70,7 @@ class Runtime:
         self._signalled = threading.Event()
 
     def start(self) -> None:
-        """Check the schedule, bind the port, open the queue, start the worker, then deliver."""
+        """Check the schedule, open the queue, bind the port, start the worker, then deliver and tick."""
         from host.delivery import Delivery
         from host.http_server import LocalServer, encode_message, parse_delay
         from host.routes import collect_routes
@@ -139,7 +146,7 @@ class Runtime:
 
         return enqueue(message, delay_seconds=delay_seconds)
 
-    def _start_worker(self, settings: Any):
+    def _start_worker(self, settings: Settings):
         import host.worker as worker_module
         from host.worker import Worker
 
@@ -195,7 +202,7 @@ class Runtime:
         logger.info("stopped")
 
 
-def _replace(settings: Any, **changes: Any) -> Any:
+def _replace(settings: Settings, **changes: Any) -> Settings:
     import dataclasses
 
     return dataclasses.replace(settings, **changes)
