@@ -44,6 +44,8 @@ def cli_serve(args: argparse.Namespace) -> int:
         raise StartupError(f"--port {settings.port} is not a port number (0-65535)")
     logging.getLogger("letsgo").setLevel(settings.log_level)
     runtime = Runtime(settings, sqs_queue_url=getattr(args, "sqs", None))
+    # Handlers first: a signal during start-up then stops cleanly once start-up is done.
+    runtime.handle_signals()
     try:
         runtime.start()
     except BaseException:
@@ -169,8 +171,8 @@ class Runtime:
             health["batches_in_flight"] = self.delivery.in_flight()
         return health
 
-    def wait_for_signal(self) -> None:
-        """Block until SIGINT or SIGTERM; a second one exits at once."""
+    def handle_signals(self) -> None:
+        """Make SIGINT and SIGTERM request a graceful stop; a second one exits at once."""
 
         def on_signal(number: int, frame: Any) -> None:
             if self._signalled.is_set():
@@ -182,6 +184,9 @@ class Runtime:
 
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
+
+    def wait_for_signal(self) -> None:
+        """Block until SIGINT or SIGTERM has asked to stop."""
         while not self._signalled.wait(1.0):
             pass
 
