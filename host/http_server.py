@@ -38,6 +38,10 @@ _DRAIN_LIMIT = 4 * MAX_BODY_BYTES
 _MAX_LINE = 1024
 
 _SHAPES = '{"Records": [...]} (as LetsGo\'s queue client sends) or {"type": "...", "payload": ...}'
+_NO_CONTENT_TYPE = (
+    "send the message with Content-Type: application/json (only the {\"Records\": [...]} body of"
+    " LetsGo's queue client, which sets no Content-Type, is accepted without one)"
+)
 
 
 class IntakeError(Exception):
@@ -135,12 +139,6 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
         message = {key: item for key, item in value.items() if key != "delaySeconds"}
         return [(None, encode_message(message))], delay
     raise IntakeError(400, f"expected {_SHAPES}; the object has neither \"Records\" nor \"type\"")
-
-
-_NO_CONTENT_TYPE = (
-    "send the message with Content-Type: application/json (only the {\"Records\": [...]} body of"
-    " LetsGo's queue client, which sets no Content-Type, is accepted without one)"
-)
 
 
 def check_sender(headers: Any) -> None:
