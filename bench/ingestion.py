@@ -45,6 +45,34 @@ def commit_probe(directory, commits: int = 200) -> str:
     return "\n".join(lines)
 
 
+def storage_alone(directory, threads: int, seconds: float) -> float:
+    """Enqueues/s of the local queue itself from ``threads`` threads: no HTTP, no delivery loop."""
+    import threading
+    import time
+
+    from host.local_queue import LocalQueue
+
+    queue = LocalQueue(directory / "storage-alone.db")
+    body = order_body(1)
+    counts = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def enqueue(slot: int) -> None:
+        while time.monotonic() < deadline:
+            queue.enqueue(body)
+            counts[slot] += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=enqueue, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    queue.close()
+    return sum(counts) / elapsed
+
+
 def run(mode: str, tool: str | None = None) -> Result:
     """Requests/s and latency of durable intake against non-storing intake."""
     seconds, rounds = SIZES[mode]
@@ -68,7 +96,11 @@ def run(mode: str, tool: str | None = None) -> Result:
                 for name in rotated(list(subjects), round_):
                     if letsgo.wait_drained(DRAIN_TIMEOUT) is None:
                         raise RuntimeError(f"the server did not drain its queue within {DRAIN_TIMEOUT:.0f} s")
+                    cpu_before = subjects[name].cpu_seconds()
                     summary = load(subjects[name].url + "/", body, connections=connections, seconds=seconds, tool=tool)
+                    if name == "letsgo":  # the messages stored are handled too: count that CPU time as well
+                        letsgo.wait_drained(DRAIN_TIMEOUT)
+                    summary["cpu_ms_per_request"] = (subjects[name].cpu_seconds() - cpu_before) * 1000 / max(1, summary["requests"])
                     if summary["other_status"] or not summary["created"]:
                         raise RuntimeError(f"{name} answered {summary['other_status']} non-201 responses: {json.dumps(summary)}")
                     runs[name].append(summary)
@@ -80,6 +112,9 @@ def run(mode: str, tool: str | None = None) -> Result:
                 result.measure(f"{connections} connections: requests/s", name, rates[name], "req/s", detail)
                 result.measure(f"{connections} connections: p50", name, median([s["p50_ms"] for s in summaries]), "ms")
                 result.measure(f"{connections} connections: p99", name, median([s["p99_ms"] for s in summaries]), "ms")
+                result.measure(f"{connections} connections: server CPU per message", name,
+                               median([s["cpu_ms_per_request"] for s in summaries]), "ms",
+                               "intake and handling" if name == "letsgo" else "intake only")
             ratio = rates["letsgo"] / rates["null"]
             if connections == 16:
                 result.target("durable intake vs non-storing, 16 connections", ratio, 0.6, ">=")
@@ -87,6 +122,8 @@ def run(mode: str, tool: str | None = None) -> Result:
                 result.measure(f"{connections} connections: durable vs non-storing", "letsgo", ratio, "x", "reference, no target")
         if letsgo.wait_drained(DRAIN_TIMEOUT) is None:
             raise RuntimeError("the server did not handle every stored message")
+        result.measure("16 threads: LocalQueue.enqueue alone, no HTTP, no delivery", "letsgo storage",
+                       storage_alone(directory, 16, seconds), "msg/s", "reference, no target")
         result.profile = commit_probe(directory, 200 if mode != "tiny" else 10)
         dead = letsgo.health()["queue"]["dead_letters"]
         if dead:

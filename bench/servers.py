@@ -69,6 +69,11 @@ class Server:
         """The server's resident set size now, in MiB."""
         return rss_kib(self.pid) / 1024
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the server process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def health(self) -> dict:
         """``GET /healthz`` as JSON."""
         with urllib.request.urlopen(self.url + "/healthz", timeout=10) as response:
