@@ -79,8 +79,8 @@ def letsgo_register_routes(register: RegisterRoute, worker: Worker) -> None:
 
     :param register: Call ``register(method, path, handler)``. ``handler`` is
         called as ``handler(request)`` with a :class:`host.routes.Request` and
-        returns a :class:`host.routes.Response`. A path registered twice is a
-        start-up error naming both plugins.
+        returns a :class:`host.routes.Response`. The same method and path
+        registered twice is a start-up error naming both plugins.
     :param worker: The :class:`host.worker.Worker` serving the routes (its
         ``settings`` hold, for example, webhook secrets).
 

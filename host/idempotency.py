@@ -212,7 +212,7 @@ def get_store(worker: Worker) -> IdempotencyStore | None:
     if store is not None:
         return store
     settings = worker.settings
-    local_db_path = getattr(worker, "local_db_path", None)
+    local_db_path = worker.local_db_path
     if not settings.idempotency_table and not local_db_path:
         return None
     with _stores_lock:

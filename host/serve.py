@@ -149,8 +149,7 @@ class Runtime:
         return enqueue(message, delay_seconds=delay_seconds)
 
     def _start_worker(self, settings: Settings):
-        import host.worker as worker_module
-        from host.worker import Worker
+        from host.worker import Worker, set_worker
 
         worker = Worker(settings)
         # The idempotency store keeps its records beside the local queue.
@@ -159,8 +158,7 @@ class Runtime:
         for problem in worker.problems:
             print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
         # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.
-        with worker_module._worker_lock:
-            worker_module._worker = worker
+        set_worker(worker)
         return worker
 
     def _health(self) -> dict[str, Any]:

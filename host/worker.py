@@ -52,6 +52,8 @@ class Worker:
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self.started = False
+        #: The local runtime's queue file, set by ``serve``; the idempotency store lives beside it.
+        self.local_db_path: str | None = None
 
     # -- start-up ----------------------------------------------------------
 
@@ -194,6 +196,13 @@ def get_worker() -> Worker:
                 load_dotenv_file()
                 _worker = Worker().start()
     return _worker
+
+
+def set_worker(worker: Worker) -> None:
+    """Make ``worker`` the process's worker, returned by :func:`get_worker` (the local runtime uses it)."""
+    global _worker
+    with _worker_lock:
+        _worker = worker
 
 
 def reset_worker() -> None:
