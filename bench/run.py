@@ -3,7 +3,10 @@
 ``python -m bench.run`` (``make bench``) writes ``bench/RESULTS.md``;
 ``--mode quick`` (``make bench-quick``) writes ``bench/.out/RESULTS-quick.md``.
 Each scenario runs in its own process, bounded in time; one that fails is
-reported as failed and the run goes on (exit status 1 at the end).
+reported as failed and the run goes on (exit status 1 at the end). The
+hand-written analysis in ``bench/FINDINGS.md`` is appended; after editing it,
+``--render`` writes the Markdown again from the saved results without
+measuring anything.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ def machine() -> dict[str, str]:
     wrk = "not installed (Python load generator used)"
     if shutil.which("wrk"):
         probe = subprocess.run(["wrk", "-v"], capture_output=True, text=True, timeout=10)
-        wrk = (probe.stdout + probe.stderr).strip().splitlines()[0] if (probe.stdout + probe.stderr).strip() else "wrk"
+        text = (probe.stdout + probe.stderr).strip()
+        wrk = text.splitlines()[0].split(" [")[0] if text else "wrk"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "host", "plugins", "lambda_entry.py", "bench"],
                            cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -145,9 +149,8 @@ def measure_rows(result: dict) -> list[list[str]]:
     return [[m["metric"], m["subject"], f"{fmt(m['value'])} {m['unit']}", m["detail"]] for m in result["measures"]]
 
 
-def render(results: list[dict], info: dict[str, str], command: str, mode: str) -> str:
+def render(results: list[dict], info: dict[str, str], command: str, mode: str, now: str) -> str:
     """RESULTS.md: how it was measured, every target's verdict, each scenario's numbers and profiles."""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     met = sum(1 for r in results if "error" not in r for t in r["targets"] if t["met"])
     total = sum(len(r.get("targets", [])) for r in results)
     parts = [
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="Markdown file to write (default depends on the mode)")
     parser.add_argument("--command", help="the command to credit in the results (default: this one)")
     parser.add_argument("--work", type=Path, default=OUT, help="directory for each scenario's JSON and log (default bench/.out)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: write the Markdown again from the JSON results in --work (after editing FINDINGS.md)")
     args = parser.parse_args(argv)
     chosen = [s for s in SCENARIOS if not args.only or s[0] in args.only.split(",")]
     if not chosen:
@@ -203,13 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     index = MODES.index(args.mode)
     results = []
     for module, bounds in chosen:
+        if args.render:
+            saved = args.work / f"{module}.{args.mode}.json"
+            if saved.exists():
+                results.append(json.loads(saved.read_text()))
+            continue
         print(f"bench: {module} ({args.mode})...", file=sys.stderr, flush=True)
         results.append(run_scenario(module, args.mode, bounds[index], args.work))
-    info = machine()
-    command = args.command or "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    header_path = args.work / f"run.{args.mode}.json"
+    if args.render:
+        if not results or not header_path.exists():
+            print(f"bench: no saved {args.mode} results in {args.work}; run without --render first", file=sys.stderr)
+            return 2
+        header = json.loads(header_path.read_text())
+    else:
+        header = {
+            "info": machine(),
+            "command": args.command or "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "now": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        header_path.write_text(json.dumps(header, indent=2) + "\n")
     out = Path(args.out) if args.out else (BENCH / "RESULTS.md" if args.mode == "full" else args.work / f"RESULTS-{args.mode}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, info, command, args.mode))
+    out.write_text(render(results, header["info"], header["command"], args.mode, header["now"]))
     print()
     for result in results:
         if "error" not in result:
