@@ -298,8 +298,11 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
     request_id = getattr(batch.lambda_context, "aws_request_id", None)
     request_id = request_id if isinstance(request_id, str) else None
     counts = {status: 0 for status in Status}
+    log_successes = logger.isEnabledFor(logging.DEBUG)
     for index, outcome in enumerate(outcomes):
         counts[outcome.status] += 1
+        if outcome.ok and not log_successes:
+            continue  # their line is at DEBUG: build nothing for it
         record = batch.records[index]
         fields = {
             "message_id": outcome.message_id or None,

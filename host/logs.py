@@ -25,6 +25,8 @@ ROOT_LOGGER = "letsgo"
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# One encoder for every line: json.dumps with options would build a new one per call.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,18 +44,27 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+            if key not in _RECORD_ATTRIBUTES and key[:1] != "_":
                 line[key] = value
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["error"] = record.exc_text
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line)
+
+
+# The formatted second of the last line: consecutive lines mostly share it.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def _iso_time(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    global _last_second
+    second, text = _last_second
+    if int(created) != second:
+        second = int(created)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return f"{text}.{int(created % 1 * 1000):03d}Z"
 
 
 class _JsonLinesHandler(logging.StreamHandler):
