@@ -220,6 +220,47 @@ def test_concurrent_enqueues_are_all_stored(make_queue):
     assert queue.counts()["visible"] == 320
 
 
+def test_writes_committed_together_stay_apart_when_one_of_them_fails(make_queue):
+    queue = make_queue()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(connection):
+        holding.set()
+        release.wait(10)
+
+    # Keep the writer busy, so that the writes below wait together and share one transaction.
+    holder = threading.Thread(target=queue._writer.submit, args=(hold,))
+    holder.start()
+    assert holding.wait(10)
+    results: dict[str, object] = {}
+
+    def run(name, call):
+        try:
+            results[name] = call()
+        except Exception as error:
+            results[name] = error
+
+    calls = {
+        "first": lambda: queue.enqueue(message(n=1)),
+        "unencodable": lambda: queue.enqueue("\ud800"),
+        "missing": lambda: queue.redrive(["no-such-id"]),
+        "more": lambda: queue.enqueue_many([(None, message(n=2)), ("kept-id", message(n=3))]),
+    }
+    threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: queue._writer._jobs.qsize() == len(calls))
+    release.set()
+    for thread in threads + [holder]:
+        thread.join(10)
+    assert isinstance(results["unencodable"], UnicodeEncodeError)
+    assert isinstance(results["missing"], QueueError) and "no-such-id" in str(results["missing"])
+    assert results["more"][1] == "kept-id"
+    bodies = sorted(json.loads(r["body"])["payload"]["n"] for r in queue.receive(10, 0))
+    assert bodies == [1, 2, 3]
+    assert results["first"] != results["more"][0]
+
+
 def test_a_waiting_receive_wakes_when_a_message_arrives(make_queue):
     queue = make_queue()
     threading.Timer(0.2, queue.enqueue, args=(message(),)).start()
