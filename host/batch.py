@@ -19,11 +19,13 @@ point and, with ``eventSource: "letsgo:local"``, by the local runtime.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import threading
 import time
-from collections.abc import Coroutine, Iterable
+import types
+from collections.abc import Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,8 +78,12 @@ def record_attributes(record: dict[str, Any]) -> dict[str, Any]:
 
 def record_receive_count(record: dict[str, Any]) -> int:
     """The record's ``ApproximateReceiveCount`` (1 when absent or unreadable)."""
+    return _receive_count(record_attributes(record))
+
+
+def _receive_count(attributes: dict[str, Any]) -> int:
     try:
-        return max(1, int(record_attributes(record).get("ApproximateReceiveCount", 1)))
+        return max(1, int(attributes.get("ApproximateReceiveCount", 1)))
     except (TypeError, ValueError):
         return 1
 
@@ -172,11 +178,15 @@ async def wait_until_deadline(tasks: Iterable[asyncio.Future[Any]], deadline: De
         return set()
     _, pending = await asyncio.wait(tasks, timeout=deadline.budget_seconds())
     if pending:
-        deadline.reached = True
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
+        await _cancel_at_deadline(pending, deadline)
     return pending
+
+
+async def _cancel_at_deadline(pending: set[asyncio.Future[Any]], deadline: Deadline) -> None:
+    deadline.reached = True
+    for task in pending:
+        task.cancel()
+    await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
 
 
 # -- processing ----------------------------------------------------------------
@@ -188,12 +198,13 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
         kind = "null" if record is None else type(record).__name__
         return Outcome(Status.REJECTED, "", reason=f"SQS record #{index} is not an object (got {kind}); it cannot be handled")
     message_id = _message_id(record)
-    receive_count = record_receive_count(record)
     if not message_id:
         return Outcome(
             Status.REJECTED, "", _peek_type(record),
             reason=f"SQS record #{index} has no messageId, so its failure could not be reported for retry; not handled",
         )
+    attributes = record_attributes(record)
+    receive_count = _receive_count(attributes)
     body = record.get("body")
     if not isinstance(body, str):
         kind = "absent" if body is None else f"a {type(body).__name__}"
@@ -203,10 +214,34 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
     try:
         return await dispatch(
             worker, body, message_id=message_id, receive_count=receive_count,
-            attributes=record_attributes(record), lambda_context=lambda_context,
+            attributes=attributes, lambda_context=lambda_context,
         )
     except (Exception, SystemExit) as error:  # a handler calling sys.exit() fails its message, not the batch
         return Outcome(Status.FAILED, message_id, _peek_type(record), reason=f"{type(error).__name__}: {error}", error=error)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, T], yielded: Any, context: contextvars.Context) -> Generator[Any, Any, T]:
+    """Go on with ``coro`` after its first step, which yielded ``yielded``, as ``await coro`` would have.
+
+    Every later step runs in ``context`` too, the context of its first step.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as error:  # a cancellation, or an error set on the future it awaited
+            try:
+                yielded = context.run(coro.throw, error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = context.run(coro.send, sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 class _Batch:
@@ -219,6 +254,8 @@ class _Batch:
         self.deadline = deadline
         self.outcomes: list[Outcome | None] = [None] * len(records)
         self.started: dict[int, float] = {}
+        #: The tasks of :meth:`run_eagerly`, in the order they were started.
+        self.tasks: list[asyncio.Task[None]] = []
 
     def chains(self) -> list[tuple[str | None, list[int]]]:
         """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
@@ -248,6 +285,47 @@ class _Batch:
                         later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
                         f"{group!r} did not succeed; it is retried after that one, in order",
                     )
+                return
+
+    async def run_eagerly(self, start: int = 0) -> None:
+        """Run the records from ``start`` on, each record's first step right away, in this task.
+
+        Most handlers finish in their first step (nothing to wait for): they
+        then cost no task of their own. The first record that has to wait
+        hands the records after it to a new task and is followed by this one
+        to its end; so every record still runs concurrently with the others,
+        each continued by a task of its own, and its steps run in a context of
+        its own (context variables do not leak between records).
+        """
+        records = self.records
+        for index in range(start, len(records)):
+            if self.deadline.passed():
+                return  # the rest are reported "not started"
+            self.started[index] = time.perf_counter()
+            context = contextvars.copy_context()
+            coro = _process_record(self.worker, records[index], index, self.lambda_context)
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration as stop:
+                self.outcomes[index] = stop.value
+                continue
+            except asyncio.CancelledError:
+                continue  # as its own task would have been: cancelled, reported not finished
+            if index + 1 < len(records):
+                self.tasks.append(asyncio.get_running_loop().create_task(self.run_eagerly(index + 1)))
+            self.outcomes[index] = await _resume(coro, yielded, context)
+            return
+
+    async def wait_eager_tasks(self) -> None:
+        """Wait for :meth:`run_eagerly`'s tasks (those started meanwhile too) until the deadline."""
+        waited = 0
+        while waited < len(self.tasks):
+            current = self.tasks[waited:]
+            waited = len(self.tasks)
+            _, pending = await asyncio.wait(current, timeout=self.deadline.budget_seconds())
+            if pending:
+                # Cancelled tasks start nothing more: each one follows one record, or has not begun.
+                await _cancel_at_deadline({task for task in self.tasks if not task.done()}, self.deadline)
                 return
 
     def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
@@ -287,10 +365,15 @@ async def process_records(
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
     batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin))
     chains = batch.chains()
-    tasks = [asyncio.ensure_future(batch.run_chain(group, indexes)) for group, indexes in chains]
-    await wait_until_deadline(tasks, batch.deadline)
+    fifo_groups = sum(1 for group, _ in chains if group is not None)
+    if fifo_groups:
+        tasks = [asyncio.ensure_future(batch.run_chain(group, indexes)) for group, indexes in chains]
+        await wait_until_deadline(tasks, batch.deadline)
+    elif records:
+        batch.tasks.append(asyncio.get_running_loop().create_task(batch.run_eagerly()))
+        await batch.wait_eager_tasks()
     outcomes = batch.finish()
-    _log_batch(batch, outcomes, sum(1 for group, _ in chains if group is not None), began)
+    _log_batch(batch, outcomes, fifo_groups, began)
     return outcomes
 
 
