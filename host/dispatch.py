@@ -75,10 +75,20 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
+# One decoder for every body: json.loads with an option would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _loads(body: str | bytes) -> Any:
+    if type(body) is str and not body.startswith("\ufeff"):
+        return _DECODER.decode(body)
+    return json.loads(body, parse_constant=_refuse_constant)  # bytes, or json.loads' own BOM error
+
+
 def parse_body(body: str | bytes) -> dict[str, Any]:
     """Parse a message body into a JSON object with a valid ``type``; raise :class:`Rejected`."""
     try:
-        value = json.loads(body, parse_constant=_refuse_constant)
+        value = _loads(body)
     except RecursionError:
         raise Rejected("body is not valid JSON: nested too deeply") from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -120,13 +130,28 @@ def resolve(worker: Worker, body: dict[str, Any]) -> tuple[MessageType, Any]:
         )
     payload = body.get("payload")
     if entry.payload is not None:
-        from pydantic import ValidationError
-
         try:
             payload = entry.payload.model_validate(payload)
-        except ValidationError as error:
+        except _validation_error() as error:  # the except expression is evaluated only when something was raised
             raise Rejected(validation_reason(type_, error), type_, entry.plugin) from None
     return entry, payload
+
+
+def _validation_error() -> type[Exception]:
+    from pydantic import ValidationError
+
+    return ValidationError
+
+
+_plugin_loggers: dict[str, logging.Logger] = {}
+
+
+def _plugin_logger(plugin: str) -> logging.Logger:
+    """``letsgo.plugin.<plugin>``, looked up once per plugin (``logging.getLogger`` takes a lock)."""
+    found = _plugin_loggers.get(plugin)
+    if found is None:
+        found = _plugin_loggers[plugin] = logging.getLogger(f"letsgo.plugin.{plugin}")
+    return found
 
 
 async def dispatch(
@@ -156,7 +181,7 @@ async def dispatch(
         return outcome
 
     bound = logging.LoggerAdapter(
-        logging.getLogger(f"letsgo.plugin.{entry.plugin}"),
+        _plugin_logger(entry.plugin),
         {"message_id": message_id, "message_type": entry.type, "plugin": entry.plugin},
     )
     ctx = MessageContext(

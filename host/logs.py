@@ -27,6 +27,10 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # One encoder for every line: json.dumps with options would build a new one per call.
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+# What that encoder does to a string, called directly.
+_string = json.encoder.encode_basestring
+# The keys every line starts with; an extra field of the same name replaces the value.
+_LINE_KEYS = frozenset({"time", "level", "logger", "message", "error"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +41,22 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text:
+            return self._format_object(record)
+        # The common line written directly, as the encoder would write it: most values are strings.
+        parts = [
+            f'{{"time": "{_iso_time(record.created)}", "level": {_string(record.levelname)}, '
+            f'"logger": {_string(record.name)}, "message": {_string(record.getMessage())}'
+        ]
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and key[:1] != "_":
+                if key in _LINE_KEYS:
+                    return self._format_object(record)
+                parts.append(f", {_string(key)}: {_string(value) if type(value) is str else _ENCODER.encode(value)}")
+        parts.append("}")
+        return "".join(parts)
+
+    def _format_object(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": _iso_time(record.created),
             "level": record.levelname,
