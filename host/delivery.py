@@ -10,6 +10,7 @@ code ``lambda_entry.handler`` runs), then settled record by record.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -54,13 +55,44 @@ logger = logging.getLogger("letsgo.delivery")
 #: How long one receive waits for a first message before the loop looks around again.
 DEFAULT_POLL_SECONDS = 1.0
 
+#: While other batches are running, a batch that is not full waits up to this
+#: long for more messages (when no batching window is configured). An idle
+#: worker delivers a lone message at once; a busy one gathers fuller batches,
+#: so that receiving, settling and running a batch are shared by more messages.
+LOAD_WINDOW_SECONDS = 0.02
+
+#: How often a batch that is waiting to fill up looks for more messages.
+_FILL_STEP_SECONDS = 0.005
+
 
 @dataclass
 class _Batch:
     records: list[dict[str, Any]]
     deadline: float  # monotonic; past it the batch no longer holds a concurrency slot
-    thread: threading.Thread | None = None
     overdue: bool = False
+
+
+class _Runner:
+    """A long-lived thread that runs batches one after another, keeping its event loop between them."""
+
+    def __init__(self, delivery: Delivery, name: str) -> None:
+        self._delivery = delivery
+        self._work: queue.SimpleQueue[tuple[int, _Batch] | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def give(self, number: int, batch: _Batch) -> None:
+        """Run ``batch`` next."""
+        self._work.put((number, batch))
+
+    def retire(self) -> None:
+        """End the thread once it is idle."""
+        self._work.put(None)
+
+    def _run(self) -> None:
+        while True:
+            work = self._work.get()
+            if work is None or not self._delivery._run_batch(self, *work):
+                return
 
 
 class Delivery:
@@ -68,9 +100,12 @@ class Delivery:
 
     One dispatcher thread receives batches of up to ``batch_size`` records,
     waiting up to ``batch_window`` seconds to fill a batch once its first record
-    has arrived, and runs each batch in its own thread, at most ``concurrency``
-    at once. A batch still running after ``visibility_timeout`` gives its slot
-    back (its messages are visible again by then and will be delivered again),
+    has arrived (without a window, only while other batches are running, for up
+    to :data:`LOAD_WINDOW_SECONDS`), and hands each batch to a delivery thread,
+    at most ``concurrency`` at once. Delivery threads live on from batch to
+    batch, each with its own event loop. A batch still running after
+    ``visibility_timeout`` gives its slot back (its messages are visible again by
+    then and will be delivered again), and another thread takes the next batch,
     so one hung handler cannot stall delivery.
     """
 
@@ -93,6 +128,8 @@ class Delivery:
         self.visibility_timeout = visibility_timeout
         self.poll_seconds = poll_seconds
         self._batches: dict[int, _Batch] = {}
+        self._idle: list[_Runner] = []
+        self._runners = 0
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._dispatcher: threading.Thread | None = None
@@ -130,6 +167,9 @@ class Delivery:
             while self._running() and (remaining := deadline - time.monotonic()) > 0:
                 self._changed.wait(min(remaining, 0.25))
             left = list(self._batches.values())
+            idle, self._idle = self._idle, []
+        for runner in idle:
+            runner.retire()
         running = sum(1 for batch in left if not batch.overdue)
         if running:
             logger.warning(
@@ -158,20 +198,22 @@ class Delivery:
                 )
         return sum(1 for batch in self._batches.values() if not batch.overdue)
 
-    def _wait_for_slot(self) -> bool:
+    def _free_slots(self) -> int:
+        """Wait until a batch may start; return how many may (0 once stopping)."""
         with self._changed:
             while not self._stopping.is_set():
-                if self._running() < self.concurrency:
-                    return True
+                running = self._running()
+                if running < self.concurrency:
+                    return self.concurrency - running
                 soonest = min((b.deadline for b in self._batches.values() if not b.overdue), default=None)
                 pause = self.poll_seconds if soonest is None else max(0.01, soonest - time.monotonic())
                 self._changed.wait(min(pause, self.poll_seconds))
-        return False
+        return 0
 
     def _dispatch(self) -> None:
-        while self._wait_for_slot():
+        while slots := self._free_slots():
             try:
-                records = self._gather()
+                records = self._gather(slots)
             except Exception:
                 logger.exception("receiving messages failed; trying again in %gs", self.poll_seconds)
                 self._stopping.wait(self.poll_seconds)
@@ -181,19 +223,41 @@ class Delivery:
             if self._stopping.is_set():
                 self._release(records)
                 return
-            self._launch(records)
+            for start in range(0, len(records), self.batch_size):
+                self._launch(records[start : start + self.batch_size])
 
-    def _gather(self) -> list[dict[str, Any]]:
-        """One batch: the first receive waits for a record, then the batching window fills it up."""
-        records = self.source.receive(self.batch_size, self.poll_seconds)
-        if not records or self.batch_window <= 0:
+    def _gather(self, slots: int) -> list[dict[str, Any]]:
+        """Records for up to ``slots`` batches, in one receive when that many are waiting.
+
+        The first receive waits for a record. A single batch that is not full
+        then waits for more: for the batching window, or, without one, while
+        other batches are running (for at most :data:`LOAD_WINDOW_SECONDS`).
+        """
+        records = self.source.receive(self.batch_size * slots, self.poll_seconds)
+        if not records or len(records) >= self.batch_size:
             return records
-        window_ends = time.monotonic() + self.batch_window
+        window, under_load = self.batch_window, False
+        if window <= 0:
+            window, under_load = LOAD_WINDOW_SECONDS, True
+        window_ends = time.monotonic() + window
+        step = max(_FILL_STEP_SECONDS, window / 8)
         while len(records) < self.batch_size and not self._stopping.is_set():
             remaining = window_ends - time.monotonic()
             if remaining <= 0:
                 break
-            records += self.source.receive(self.batch_size - len(records), min(remaining, self.poll_seconds))
+            if under_load:
+                with self._changed:
+                    if not self._running():
+                        break  # nothing else is running: deliver what is here now
+                    self._changed.wait(min(remaining, step))
+                more = self.source.receive(self.batch_size - len(records), 0)
+            else:
+                more = self.source.receive(self.batch_size - len(records), min(remaining, self.poll_seconds))
+                if more and len(records) + len(more) < self.batch_size:
+                    # A receive returns with the first arrivals; pause before looking again, so that
+                    # a steady trickle is gathered in a few receives rather than one per message.
+                    self._stopping.wait(min(step, max(0.0, window_ends - time.monotonic())))
+            records += more
         return records
 
     def _launch(self, records: list[dict[str, Any]]) -> None:
@@ -202,12 +266,15 @@ class Delivery:
             self._next_batch += 1
             batch = _Batch(records, time.monotonic() + self.visibility_timeout)
             self._batches[number] = batch
-        batch.thread = threading.Thread(
-            target=self._run_batch, args=(number, batch), name=f"letsgo-batch-{number}", daemon=True
-        )
-        batch.thread.start()
+            runner = self._idle.pop() if self._idle else None
+            if runner is None:
+                self._runners += 1
+                runner = _Runner(self, f"letsgo-batch-{self._runners}")
+                runner.thread.start()
+        runner.give(number, batch)
 
-    def _run_batch(self, number: int, batch: _Batch) -> None:
+    def _run_batch(self, runner: _Runner, number: int, batch: _Batch) -> bool:
+        """Run and settle one batch on ``runner``'s thread; return whether the thread should wait for another."""
         from host.batch import process_sqs_event
         from host.dispatch import Outcome, Status
 
@@ -224,7 +291,12 @@ class Delivery:
         finally:
             with self._changed:
                 del self._batches[number]
+                # Enough idle threads for a full set of batches; one replacing a hung thread retires.
+                keep = not self._stopping.is_set() and len(self._idle) < self.concurrency
+                if keep:
+                    self._idle.append(runner)
                 self._changed.notify_all()
+        return keep
 
     def _release(self, records: list[dict[str, Any]]) -> None:
         release = getattr(self.source, "release", None)

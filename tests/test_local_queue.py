@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -308,6 +309,7 @@ class Recorder:
         self.lock = threading.Lock()
         self.release = threading.Event()
         self.barrier = threading.Barrier(2, timeout=10)
+        self.places: list[tuple[str, int]] = []
 
     def _note(self, message, ctx) -> None:
         with self.lock:
@@ -332,7 +334,12 @@ class Recorder:
             self.barrier.wait()
             self._note(message, ctx)
 
+        async def where(message, ctx):
+            with self.lock:
+                self.places.append((threading.current_thread().name, id(asyncio.get_running_loop())))
+
         register("test:record", record)
+        register("test:where", where)
         register("test:flaky", flaky)
         register("test:hang", hang_once)
         register("test:meet", meet)
@@ -416,6 +423,15 @@ def test_batches_run_concurrently_up_to_the_concurrency(make_queue, deliver, rec
     # Each handler waits for the other at a barrier: both must be running at once.
     wait_until(lambda: len(recorder.calls) == 2)
     assert not recorder.barrier.broken
+
+
+def test_batches_run_on_threads_that_live_on_with_their_event_loops(make_queue, deliver, recorder):
+    queue = make_queue()
+    delivery = deliver(queue, batch_size=1, concurrency=1)
+    for n in range(3):  # one after another: each batch starts once the previous one is settled
+        queue.enqueue(message("test:where", n=n))
+        wait_until(lambda: len(recorder.places) == n + 1 and delivery.in_flight() == 0)
+    assert len(set(recorder.places)) == 1, recorder.places
 
 
 def test_a_hung_handler_does_not_stall_delivery_and_its_message_is_delivered_again(make_queue, deliver, recorder):
