@@ -52,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _RECORD_ATTRIBUTES and key[:1] != "_":
                 if key in _LINE_KEYS:
                     return self._format_object(record)
-                parts.append(f", {_string(key)}: {_string(value) if type(value) is str else _ENCODER.encode(value)}")
+                parts.append(f", {_string(key)}: {_json_value(value)}")
         parts.append("}")
         return "".join(parts)
 
@@ -71,6 +71,18 @@ class JsonFormatter(logging.Formatter):
         elif record.exc_text:
             line["error"] = record.exc_text
         return _ENCODER.encode(line)
+
+
+def _json_value(value: Any) -> str:
+    """``value`` as the encoder writes it; strings and finite numbers without the encoder's set-up."""
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and value - value == 0:  # finite: NaN and infinities are the encoder's business
+        return float.__repr__(value)
+    return _ENCODER.encode(value)
 
 
 # The formatted second of the last line: consecutive lines mostly share it.
