@@ -39,7 +39,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -156,6 +156,12 @@ def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """``values`` in slices of at most ``size``: SQLite limits the parameters of one statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _receipt_seq(receipt_handle: Any) -> int | None:
@@ -480,6 +486,7 @@ class LocalQueue:
         now = time.time()
         token = secrets.token_hex(8)
         claimed: list[dict[str, Any]] = []
+        claimed_seqs: list[int] = []
         seen: set[int] = set()
         while len(claimed) < limit:
             rows = connection.execute(
@@ -503,16 +510,19 @@ class LocalQueue:
                     self._move_to_dead_letters(connection, seq, reason, last_error, now)
                     logger.warning("message %s dead-lettered: %s", message_id, reason)
                     continue
-                receipt_handle = f"{seq}.{token}"
                 first_received_at = first_received_at or now
-                connection.execute(
-                    "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = ?, visible_at = ?,"
-                    " first_received_at = ? WHERE seq = ?",
-                    (receipt_handle, now + self.visibility_timeout, first_received_at, seq),
-                )
                 claimed.append(
-                    _record(message_id, receipt_handle, body, receive_count + 1, sent_at, first_received_at)
+                    _record(message_id, f"{seq}.{token}", body, receive_count + 1, sent_at, first_received_at)
                 )
+                claimed_seqs.append(seq)
+        # One statement for the whole claim: each SQLite call lets other threads take the GIL.
+        for chunk in _chunks(claimed_seqs):
+            connection.execute(
+                "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = seq || '.' || ?,"
+                " visible_at = ?, first_received_at = COALESCE(first_received_at, ?)"
+                f" WHERE seq IN ({','.join('?' * len(chunk))})",
+                (token, now + self.visibility_timeout, now, *chunk),
+            )
         next_visible_at = None
         if not claimed:
             next_visible_at = connection.execute("SELECT MIN(visible_at) FROM messages").fetchone()[0]
@@ -551,13 +561,14 @@ class LocalQueue:
         def apply(connection: sqlite3.Connection) -> list[str]:
             now = time.time()
             stale = []
+            deletes = [record for action, record, _, _ in decisions if action == "delete"]
+            if deletes:
+                stale += self._delete_claimed(connection, deletes)
             for action, record, detail, error in decisions:
-                seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
                 if action == "delete":
-                    changed = connection.execute(
-                        "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
-                    ).rowcount
-                elif action == "retry":
+                    continue
+                seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
+                if action == "retry":
                     changed = connection.execute(
                         "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?"
                         " WHERE seq = ? AND receipt_handle = ?",
@@ -587,6 +598,24 @@ class LocalQueue:
                 " (raise LETSGO_WORKER_VISIBILITY_TIMEOUT if handlers need longer)",
                 message_id, self.visibility_timeout,
             )
+
+    @staticmethod
+    def _delete_claimed(connection: sqlite3.Connection, records: list[dict[str, Any]]) -> list[str]:
+        """Delete the messages whose receipt handles are still the latest; return the message ids of the others."""
+        handles = {}
+        for record in records:
+            seq = _receipt_seq(record.get("receiptHandle"))
+            if seq is not None:
+                handles[seq] = record.get("receiptHandle")
+        current = []
+        for chunk in _chunks(list(handles)):
+            placeholders = ",".join("?" * len(chunk))
+            rows = connection.execute(f"SELECT seq, receipt_handle FROM messages WHERE seq IN ({placeholders})", chunk)
+            current += [seq for seq, handle in rows if handle is not None and handle == handles[seq]]
+        for chunk in _chunks(current):
+            connection.execute(f"DELETE FROM messages WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+        deleted = {handles[seq] for seq in current}
+        return [record["messageId"] for record in records if record.get("receiptHandle") not in deleted]
 
     def release(self, records: list[dict[str, Any]]) -> int:
         """Make claimed records visible at once, keeping their receive counts (like visibility timeout 0)."""
