@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -264,6 +266,18 @@ def _not_allowed(request: Request, allowed: list[str]) -> Response:
     )
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The ``Date`` header's value, formatted once per second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
@@ -370,17 +384,30 @@ class _Handler(BaseHTTPRequestHandler):
                                            " (256 KiB, the SQS message size limit)"}), close=True)
 
     def _send(self, response: Response, *, close: bool = False) -> None:
+        """Write the status line, headers and body in one write (one system call, one release of the GIL)."""
         data, headers = response.encode()
-        self.send_response(response.status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
+        status = response.status
+        if logger.isEnabledFor(logging.DEBUG):
+            self.log_request(status)
+        if self.request_version == "HTTP/0.9":  # no status line and no headers in HTTP/0.9
             self.wfile.write(data)
+            return
+        phrase = self.responses.get(status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {status} {phrase}",
+            f"Server: {self.server_version}",
+            f"Date: {_http_date()}",
+        ]
+        for name, value in headers.items():
+            lines.append(f"{name}: {value}")
+            if name.lower() == "connection":
+                self.close_connection = value.lower() == "close"
+        lines.append(f"Content-Length: {len(data)}")
+        if close:
+            lines.append("Connection: close")
+            self.close_connection = True
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
+        self.wfile.write(head if self.command == "HEAD" else head + data)
 
     def version_string(self) -> str:
         return self.server_version
