@@ -297,23 +297,24 @@ class _Batch:
         each continued by a task of its own, and its steps run in a context of
         its own (context variables do not leak between records).
         """
-        records = self.records
+        records, outcomes, started, deadline = self.records, self.outcomes, self.started, self.deadline
+        worker, lambda_context = self.worker, self.lambda_context
         for index in range(start, len(records)):
-            if self.deadline.passed():
+            if deadline.passed():
                 return  # the rest are reported "not started"
-            self.started[index] = time.perf_counter()
+            started[index] = time.perf_counter()
             context = contextvars.copy_context()
-            coro = _process_record(self.worker, records[index], index, self.lambda_context)
+            coro = _process_record(worker, records[index], index, lambda_context)
             try:
                 yielded = context.run(coro.send, None)
             except StopIteration as stop:
-                self.outcomes[index] = stop.value
+                outcomes[index] = stop.value
                 continue
             except asyncio.CancelledError:
                 continue  # as its own task would have been: cancelled, reported not finished
             if index + 1 < len(records):
                 self.tasks.append(asyncio.get_running_loop().create_task(self.run_eagerly(index + 1)))
-            self.outcomes[index] = await _resume(coro, yielded, context)
+            outcomes[index] = await _resume(coro, yielded, context)
             return
 
     async def wait_eager_tasks(self) -> None:
@@ -380,12 +381,18 @@ async def process_records(
 def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: float) -> None:
     request_id = getattr(batch.lambda_context, "aws_request_id", None)
     request_id = request_id if isinstance(request_id, str) else None
-    counts = {status: 0 for status in Status}
+    succeeded = failed = rejected = 0
     log_successes = logger.isEnabledFor(logging.DEBUG)
     for index, outcome in enumerate(outcomes):
-        counts[outcome.status] += 1
-        if outcome.ok and not log_successes:
-            continue  # their line is at DEBUG: build nothing for it
+        status = outcome.status
+        if status is Status.SUCCEEDED:
+            succeeded += 1
+            if not log_successes:
+                continue  # their line is at DEBUG: build nothing for it
+        elif status is Status.FAILED:
+            failed += 1
+        else:
+            rejected += 1
         record = batch.records[index]
         fields = {
             "message_id": outcome.message_id or None,
@@ -411,10 +418,9 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
     duration = (time.perf_counter() - began) * 1000
     log_fields(
         logger, logging.INFO,
-        f"batch of {len(outcomes)}: {counts[Status.SUCCEEDED]} succeeded, {counts[Status.FAILED]} failed, "
-        f"{counts[Status.REJECTED]} rejected in {duration:.0f} ms",
-        records=len(outcomes), succeeded=counts[Status.SUCCEEDED], failed=counts[Status.FAILED],
-        rejected=counts[Status.REJECTED], duration_ms=round(duration, 1), fifo_groups=fifo_groups or None,
+        f"batch of {len(outcomes)}: {succeeded} succeeded, {failed} failed, {rejected} rejected in {duration:.0f} ms",
+        records=len(outcomes), succeeded=succeeded, failed=failed,
+        rejected=rejected, duration_ms=round(duration, 1), fifo_groups=fifo_groups or None,
         deadline_reached=True if batch.deadline.reached else None, request_id=request_id,
     )
 

@@ -82,7 +82,10 @@ class MessageContext(Context):
         attributes: dict[str, Any] | None = None,
         lambda_context: Any = None,
     ):
-        super().__init__(worker, logger, lambda_context)
+        # The base's attributes set here, not through super().__init__: this runs for every message.
+        self.worker = worker
+        self.logger = logger
+        self.lambda_context = lambda_context
         self.message_id = message_id
         self.receive_count = receive_count
         self.type = type
