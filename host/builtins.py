@@ -30,9 +30,13 @@ TENANT_DELETED = "letsgo:tenant:deleted"
 # -------------------------------------------------------------------------
 
 
+# Validators are built on the first message of their type, not when a Lambda cold-starts.
+_DEFERRED = ConfigDict(defer_build=True)
+
+
 class _StoredItem(BaseModel):
     # LetsGo's database items carry more attributes than their type lists ([key: string]: any).
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class Identity(_StoredItem):
@@ -106,6 +110,8 @@ class DeletedTenant(Tenant):
 class ContactPayload(BaseModel):
     """``letsgo:contact``: a contact form submission."""
 
+    model_config = _DEFERRED
+
     email: str
     name: str
     message: str
@@ -118,11 +124,15 @@ class ContactPayload(BaseModel):
 class TenantNewPayload(BaseModel):
     """``letsgo:tenant:new``: a tenant was created."""
 
+    model_config = _DEFERRED
+
     tenant: Tenant
 
 
 class TenantDeletedPayload(BaseModel):
     """``letsgo:tenant:deleted``: a tenant was deleted."""
+
+    model_config = _DEFERRED
 
     tenant: DeletedTenant
     cancelledPlanId: str

@@ -18,7 +18,6 @@ from __future__ import annotations
 from host import hookimpl
 from letsgo_stripe import dispatch, hookspecs
 from letsgo_stripe.events import KNOWN_EVENT_TYPES, MESSAGE_TYPE, StripeEventPayload
-from letsgo_stripe.webhook import WEBHOOK_PATH, WebhookSecrets, webhook_route
 
 __all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "stripe_handlers"]
 
@@ -64,4 +63,6 @@ def letsgo_shutdown(worker):
 @hookimpl
 def letsgo_register_routes(register, worker):
     """Add ``POST /stripe/webhook`` to the local server, verifying with ``worker``'s secrets."""
+    from letsgo_stripe.webhook import WEBHOOK_PATH, WebhookSecrets, webhook_route  # only the local server needs it
+
     register("POST", WEBHOOK_PATH, webhook_route(lambda: WebhookSecrets.from_settings(worker.settings)))

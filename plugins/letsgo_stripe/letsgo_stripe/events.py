@@ -49,7 +49,7 @@ StripeMode = Literal["LIVE", "TEST"]
 class StripeEventData(BaseModel):
     """``data`` of a Stripe event: the object the event is about."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on the first Stripe message
 
     object: dict[str, Any]
 
@@ -63,7 +63,7 @@ class StripeEventPayload(BaseModel):
     event's ``livemode``.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)  # built on the first Stripe message
 
     id: str = Field(min_length=1)
     type: str = Field(min_length=1)
