@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import _thread
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -193,12 +194,28 @@ class _Job:
         self.value: Any = None
 
 
+#: Rows written by one INSERT statement (4 parameters each, well under SQLite's limit of 999).
+_ROWS_PER_INSERT = 128
+
+
 def _insert_rows(connection: sqlite3.Connection, jobs: Sequence[_Job]) -> None:
+    # One multi-row INSERT rather than executemany: executemany steps once per row, and every
+    # step gives up the GIL, which this thread, the one every request waits for, must then win back.
     now = time.time()
-    connection.executemany(
-        "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
-        [(message_id, body, now, now + delay) for job in jobs for message_id, body, delay in job.inserts],
-    )
+    values = [
+        value
+        for job in jobs
+        for message_id, body, delay in job.inserts
+        for value in (message_id, body, now, now + delay)
+    ]
+    for start in range(0, len(values), 4 * _ROWS_PER_INSERT):
+        chunk = values[start : start + 4 * _ROWS_PER_INSERT]
+        connection.execute(_insert_statement(len(chunk) // 4), chunk)
+
+
+@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
+def _insert_statement(rows: int) -> str:
+    return "INSERT INTO messages (id, body, sent_at, visible_at) VALUES " + ",".join(["(?,?,?,?)"] * rows)
 
 
 class _JobFailed(Exception):
@@ -392,7 +409,10 @@ class LocalQueue:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection = sqlite3.connect(
+            # A statement cache large enough for every size of multi-row INSERT and the rest.
+            self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=2 * _ROWS_PER_INSERT
+        )
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA busy_timeout=30000")
         return connection
