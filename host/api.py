@@ -377,11 +377,15 @@ def cli_keygen(args: argparse.Namespace) -> int:
             )
             return 2
     private_pem, public_pem, kid = generate_key_pair()
-    directory = os.path.dirname(private_path)
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    _write_file(private_path, private_pem, 0o600, args.force)
-    _write_file(public_path, public_pem, 0o644, args.force)
+    try:
+        directory = os.path.dirname(private_path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        _write_file(private_path, private_pem, 0o600, args.force)
+        _write_file(public_path, public_pem, 0o644, args.force)
+    except OSError as error:
+        print(f"letsgo-worker: error: cannot write the key pair to {private_path}: {error.strerror}", file=sys.stderr)
+        return 2
     print(kid)
     print(
         f"wrote {private_path} (private, mode 0600) and {public_path} (public).\n"

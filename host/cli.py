@@ -171,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from host.config import load_dotenv_file
+
+    # Every command sees the same configuration: .env first, then the environment wins.
+    load_dotenv_file()
     _setup_logging()
     try:
         return int(args.run(args) or 0)

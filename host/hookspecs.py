@@ -108,9 +108,8 @@ def letsgo_startup(worker: Worker) -> None:
 def letsgo_shutdown(worker: Worker) -> None:
     """Release what :func:`letsgo_startup` acquired.
 
-    Called once when the local server or the SQS poller stops gracefully (and at
-    interpreter exit for the CLI). Lambda gives no reliable shutdown signal, so
-    do not rely on it there.
+    Called once when the local server (or ``serve --sqs``) stops gracefully.
+    Lambda gives no reliable shutdown signal, so do not rely on it there.
 
     :param worker: The :class:`host.worker.Worker`.
 

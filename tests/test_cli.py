@@ -14,7 +14,9 @@ CLI = [sys.executable, "-m", "host.cli"]
 
 
 def run_cli(*args, env=None, cwd=None):
+    """Run the CLI with none of the developer's LETSGO_ variables and, by default, no .env file."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("LETSGO_", "PORT"))}
+    environment.setdefault("LETSGO_WORKER_ENV_FILE", os.devnull if cwd is None else ".env")
     environment.update(env or {})
     return subprocess.run([*CLI, *args], capture_output=True, text=True, env=environment, cwd=cwd, timeout=60)
 
@@ -99,3 +101,17 @@ def test_dotenv_file_is_loaded(tmp_path: Path):
     result = run_cli("types", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "OrderNew" not in {row["type"] for row in json.loads(result.stdout)}
+
+
+def test_dotenv_file_reaches_every_command(tmp_path: Path):
+    (tmp_path / ".env").write_text("LETSGO_WORKER_SCHEDULE_TIMEZONE=Europe/Paris\n")
+    result = run_cli("schedule", "next", "cron(0 9 * * ? *)", "--after", "2026-01-05T00:00:00Z", "--count", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "2026-01-05T08:00:00Z"  # 09:00 in Paris is 08:00 UTC in winter
+
+
+def test_keygen_to_an_impossible_path_exits_2(tmp_path: Path):
+    (tmp_path / "file").write_text("")
+    result = run_cli("keygen", "--out", str(tmp_path / "file" / "key.pem"))
+    assert result.returncode == 2
+    assert "cannot write the key pair" in result.stderr and "Traceback" not in result.stderr
