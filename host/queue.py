@@ -253,6 +253,8 @@ def cli_send(args: argparse.Namespace) -> int:
             message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region)
         else:
             url = args.url or Settings.from_env().local_queue_url or DEFAULT_LOCAL_URL
+            if not url.startswith(("http://", "https://")):
+                return _usage_error(f"--url {url!r} is not an http:// or https:// URL")
             message_id = post_local(url, body, delay)
     except InvalidMessageError as error:
         return _usage_error(str(error))

@@ -324,6 +324,12 @@ def test_send_bad_input_exits_2(intake, args, error):
     assert intake.posts == []
 
 
+def test_send_to_a_url_that_is_not_http_exits_2(intake):
+    result = send("OrderNew", "{}", "--url", "notaurl")
+    assert result.returncode == 2
+    assert "--url 'notaurl' is not an http:// or https:// URL" in result.stderr
+
+
 def test_send_to_a_stopped_server_exits_1():
     with RecordingIntake() as server:
         url = server.url
