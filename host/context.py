@@ -9,6 +9,24 @@ if TYPE_CHECKING:
     from host.worker import Worker
 
 
+class MessageLogger(logging.LoggerAdapter):
+    """``ctx.logger`` of a message: every record carries the message's fields (``extra``).
+
+    The same as :class:`logging.LoggerAdapter`, by a shorter path: handlers
+    log on every message.
+    """
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """Log ``msg % args`` at ``level`` with the message's fields."""
+        if not isinstance(level, int):
+            self.logger.log(level, msg, *args, **kwargs)  # raises the usual TypeError
+        elif self.logger.isEnabledFor(level):
+            kwargs["extra"] = self.extra
+            # One frame more than Logger.log: this one is skipped to name the caller as the record's origin.
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            self.logger._log(level, msg, args, **kwargs)
+
+
 class Context:
     """Context of a scheduled tick, and the base of :class:`MessageContext`.
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from host.context import MessageContext
+from host.context import MessageContext, MessageLogger
 from host.registry import Message
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ async def dispatch(
         await notify_rejection(worker, outcome, receive_count)
         return outcome
 
-    bound = logging.LoggerAdapter(
+    bound = MessageLogger(
         _plugin_logger(entry.plugin),
         {"message_id": message_id, "message_type": entry.type, "plugin": entry.plugin},
     )

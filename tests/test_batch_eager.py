@@ -13,6 +13,7 @@ import asyncio
 import contextvars
 import copy
 import json
+import logging
 import socket
 import threading
 import time
@@ -234,3 +235,43 @@ def test_a_handler_cancelling_itself_at_once_does_not_stop_the_others(worker, pl
     result = process_sqs_event(worker, event, LambdaContext(60_000))
     assert [o.status for o in result.outcomes] == [Status.SUCCEEDED, Status.FAILED, Status.SUCCEEDED]
     assert plugin.handled == ["a", "b"]
+
+
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+class Chatty:
+    async def chatty(self, message, ctx) -> None:
+        ctx.logger.info("handling %s", message.payload["orderId"])
+        ctx.logger.log(logging.WARNING, "twice", extra={"ignored": True})
+        ctx.logger.debug("not shown")
+
+    @hookimpl
+    def letsgo_register_messages(self, register):
+        register("chatty", self.chatty)
+
+
+def test_the_handlers_logger_names_the_handler_and_carries_the_message_fields(make_worker):
+    worker = make_worker(plugins=[Chatty()], entry_points=False)
+    recorder = Recorder()
+    plugin_logger = logging.getLogger("letsgo.plugin")
+    saved_level = plugin_logger.level
+    plugin_logger.addHandler(recorder)
+    plugin_logger.setLevel(logging.INFO)
+    try:
+        result = process_sqs_event(worker, batch(msg("chatty", "c1")), LambdaContext(60_000))
+    finally:
+        plugin_logger.removeHandler(recorder)
+        plugin_logger.setLevel(saved_level)
+    assert result.response() == {"batchItemFailures": []}
+    assert [(r.levelname, r.getMessage()) for r in recorder.records] == [("INFO", "handling c1"), ("WARNING", "twice")]
+    for record in recorder.records:
+        assert (record.funcName, Path(record.pathname).name) == ("chatty", "test_batch_eager.py")
+        assert (record.message_id, record.message_type) == ("m0", "chatty")
+        assert not hasattr(record, "ignored"), "like LoggerAdapter, the message's fields replace the caller's extra"
