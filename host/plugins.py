@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -51,7 +52,35 @@ def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
     dist = ep.dist
     if dist is None:
         return None, None
-    return dist.metadata["Name"], dist.version
+    return _name_and_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO")) or (
+        dist.metadata["Name"], dist.version
+    )
+
+
+# A plain one-line ``Name`` or ``Version`` header, the first lines of every metadata file.
+_SIMPLE_HEADER = re.compile(r"(name|version):[ \t]*([\x21-\x7e][\x20-\x7e]*)", re.IGNORECASE)
+
+
+def _name_and_version(text: str | None) -> tuple[str, str] | None:
+    """``Name`` and ``Version`` read from metadata ``text`` without the email parser (a cold start pays for it).
+
+    None when they are not both plain one-line headers before anything
+    unusual: the caller then asks ``importlib.metadata``, whose answer this
+    matches in every other case.
+    """
+    found: dict[str, str] = {}
+    lines = (text or "").split("\n")
+    for index, line in enumerate(lines):
+        if not line or line[0] in " \t\r" or ":" not in line:
+            return None  # the end of the headers, or a folded or broken one: too unusual here
+        match = _SIMPLE_HEADER.fullmatch(line)
+        if match is not None:
+            if index + 1 < len(lines) and lines[index + 1][:1] in (" ", "\t"):
+                return None  # the value goes on, folded, on the next line
+            found.setdefault(match.group(1).lower(), match.group(2))
+            if len(found) == 2:
+                return found["name"], found["version"]
+    return None
 
 
 def _selected(name: str, builtin: bool, settings: Settings) -> bool:
