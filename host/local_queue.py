@@ -159,6 +159,34 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_json_rows: bool | None = None
+
+
+def _visible_rows(connection: sqlite3.Connection, now: float, limit: int) -> list[tuple]:
+    """The oldest visible messages: ``(seq, id, body, sent_at, receive_count, first_received_at, last_error)``.
+
+    Read as one JSON array in one row where SQLite has its JSON functions:
+    reading row by row steps, and gives up the GIL, once per row, on the thread
+    that every request waits for.
+    """
+    global _json_rows
+    columns = "seq, id, body, sent_at, receive_count, first_received_at, last_error"
+    query = f"SELECT {columns} FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?"
+    if _json_rows is not False:
+        try:
+            (packed,), = connection.execute(
+                f"SELECT json_group_array(json_array({columns})) FROM ({query})", (now, limit)
+            ).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such function" not in str(error):
+                raise
+            _json_rows = False  # an SQLite built without its JSON functions
+        else:
+            _json_rows = True
+            return sorted(tuple(row) for row in json.loads(packed))
+    return connection.execute(query, (now, limit)).fetchall()
+
+
 def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     """``values`` in slices of at most ``size``: SQLite limits the parameters of one statement."""
     for start in range(0, len(values), size):
@@ -528,14 +556,13 @@ class LocalQueue:
         claimed_seqs: list[int] = []
         seen: set[int] = set()
         while len(claimed) < limit:
-            rows = connection.execute(
-                "SELECT seq, id, body, sent_at, receive_count, first_received_at, last_error FROM messages"
-                " WHERE visible_at <= ? ORDER BY seq LIMIT ?",
-                (now, limit - len(claimed) + len(seen)),
-            ).fetchall()
-            rows = [row for row in rows if row[0] not in seen]
+            wanted = limit - len(claimed) + len(seen)
+            visible = _visible_rows(connection, now, wanted)
+            rows = [row for row in visible if row[0] not in seen]
             if not rows:
                 break
+            # Fewer than asked for: there are no more, so do not look again.
+            exhausted = len(visible) < wanted
             for seq, message_id, body, sent_at, receive_count, first_received_at, last_error in rows:
                 seen.add(seq)
                 if len(claimed) >= limit:
@@ -554,6 +581,8 @@ class LocalQueue:
                     _record(message_id, f"{seq}.{token}", body, receive_count + 1, sent_at, first_received_at)
                 )
                 claimed_seqs.append(seq)
+            if exhausted:
+                break
         # One statement for the whole claim: each SQLite call lets other threads take the GIL.
         for chunk in _chunks(claimed_seqs):
             connection.execute(
@@ -646,15 +675,26 @@ class LocalQueue:
             seq = _receipt_seq(record.get("receiptHandle"))
             if seq is not None:
                 handles[seq] = record.get("receiptHandle")
-        current = []
+        deleted = 0
+        for chunk in _chunks(list(handles)):
+            # The handle starts with its message's seq, so matching both lists matches each pair.
+            placeholders = ",".join("?" * len(chunk))
+            deleted += connection.execute(
+                f"DELETE FROM messages WHERE seq IN ({placeholders}) AND receipt_handle IN ({placeholders})",
+                [*chunk, *(handles[seq] for seq in chunk)],
+            ).rowcount
+        if deleted == len(handles) == len(records):
+            return []
+        # Some were received again after their visibility timeout: those still there have newer handles.
+        # (One already gone was settled through its newer handle: it will not be delivered again.)
+        newer = set()
         for chunk in _chunks(list(handles)):
             placeholders = ",".join("?" * len(chunk))
-            rows = connection.execute(f"SELECT seq, receipt_handle FROM messages WHERE seq IN ({placeholders})", chunk)
-            current += [seq for seq, handle in rows if handle is not None and handle == handles[seq]]
-        for chunk in _chunks(current):
-            connection.execute(f"DELETE FROM messages WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
-        deleted = {handles[seq] for seq in current}
-        return [record["messageId"] for record in records if record.get("receiptHandle") not in deleted]
+            newer.update(seq for (seq,) in connection.execute(f"SELECT seq FROM messages WHERE seq IN ({placeholders})", chunk))
+        return [
+            record["messageId"] for record in records
+            if _receipt_seq(record.get("receiptHandle")) is None or _receipt_seq(record.get("receiptHandle")) in newer
+        ]
 
     def release(self, records: list[dict[str, Any]]) -> int:
         """Make claimed records visible at once, keeping their receive counts (like visibility timeout 0)."""

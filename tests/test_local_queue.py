@@ -100,6 +100,23 @@ def test_a_received_message_is_invisible_until_its_visibility_timeout_then_recei
     assert queue.counts()["in_flight"] == 0
 
 
+@pytest.mark.parametrize("packed", [True, False], ids=["rows-as-one-json-array", "row-by-row"])
+def test_a_claim_reads_the_same_records_with_or_without_sqlites_json_functions(make_queue, monkeypatch, packed):
+    import host.local_queue as local_queue
+
+    monkeypatch.setattr(local_queue, "_json_rows", None if packed else False)
+    queue = make_queue()
+    body = json.dumps({"type": "test:record", "payload": {"text": "quotes \" backslash \\ é 🚀 \u0000 end"}})
+    ids = queue.enqueue_many([(None, body), ("given-id", message(n=2))])
+    before = time.time()
+    records = queue.receive(10, 0)
+    assert [r["messageId"] for r in records] == ids
+    assert records[0]["body"] == body
+    assert records[0]["md5OfBody"] == hashlib.md5(body.encode()).hexdigest()
+    assert abs(int(records[0]["attributes"]["SentTimestamp"]) / 1000 - before) < 5
+    assert local_queue._json_rows is packed
+
+
 def test_a_delayed_message_is_not_received_before_its_delay(make_queue):
     queue = make_queue()
     sent = time.time()
