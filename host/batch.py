@@ -372,7 +372,9 @@ async def process_records(
         await wait_until_deadline(tasks, batch.deadline)
     elif records:
         batch.tasks.append(asyncio.get_running_loop().create_task(batch.run_eagerly()))
-        await batch.wait_eager_tasks()
+        await asyncio.sleep(0)  # that task runs first; most batches are then done, with nothing to wait for
+        if not all(task.done() for task in batch.tasks):
+            await batch.wait_eager_tasks()
     outcomes = batch.finish()
     _log_batch(batch, outcomes, fifo_groups, began)
     return outcomes
