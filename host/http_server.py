@@ -266,6 +266,55 @@ def _not_allowed(request: Request, allowed: list[str]) -> Response:
     )
 
 
+#: http.client's limits on header lines: longer lines and more headers get 431.
+_MAX_HEADER_LINE = 65536
+_MAX_HEADERS = 100
+
+
+class _HeaderLines:
+    """Stands in for a request's input while http.server parses the request line.
+
+    On the first line asked for, it reads the whole header block from the real
+    input as ``(name, value)`` pairs (folded lines joined to the one before, as
+    the ``email`` parser does), then answers with the blank line that ends the
+    block, so http.server sees no headers to parse. Too long a line or too many
+    headers raise what http.client raises, and http.server answers 431.
+    """
+
+    def __init__(self, rfile: Any) -> None:
+        self.rfile = rfile
+        self.pairs: list[tuple[str, str]] | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.pairs is None:
+            self.pairs = self._read()
+        return b"\r\n"
+
+    def _read(self) -> list[tuple[str, str]]:
+        import http.client
+
+        pairs: list[tuple[str, str]] = []
+        count = 0
+        while True:
+            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
+            if len(line) > _MAX_HEADER_LINE:
+                raise http.client.LineTooLong("header line")
+            if line in (b"\r\n", b"\n", b""):
+                return pairs
+            count += 1
+            if count > _MAX_HEADERS:
+                raise http.client.HTTPException(f"got more than {_MAX_HEADERS} headers")
+            text = line.decode("iso-8859-1")
+            if text[:1] in (" ", "\t"):
+                if pairs:
+                    name, value = pairs[-1]
+                    pairs[-1] = (name, f"{value} {text.strip()}".strip())
+                continue
+            name, colon, value = text.partition(":")
+            if colon and name and name == name.strip():
+                pairs.append((name, value.strip()))
+
+
 _date_cache: tuple[int, str] = (0, "")
 
 
@@ -289,11 +338,36 @@ class _Handler(BaseHTTPRequestHandler):
     app: LocalServer
     protocol_version = "HTTP/1.1"
     server_version = "letsgo-worker"
-    # Headers and body go out in separate writes; without this, Nagle's algorithm
-    # and delayed ACKs add tens of milliseconds to each keep-alive request.
+    # Without this, Nagle's algorithm and delayed ACKs can add tens of milliseconds
+    # to a keep-alive request whose answer goes out in more than one write.
     disable_nagle_algorithm = True
     # Idle keep-alive connections are closed after this many seconds.
     timeout = 120
+
+    def parse_request(self) -> bool:
+        """http.server's request-line checks, with the header lines read by :class:`_HeaderLines`.
+
+        http.server hands the header block to the ``email`` package's parser,
+        which costs about seven times more than the rest of a ``POST /``.
+        """
+        lines = _HeaderLines(self.rfile)
+        self.rfile = lines  # http.server reads the headers through this while it parses the request line
+        try:
+            if not super().parse_request():
+                return False
+        finally:
+            self.rfile = lines.rfile
+        self.headers = Headers(lines.pairs or ())
+        # What http.server does with the headers it sees (it saw none).
+        connection = self.headers.get("Connection", "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "").lower()
+        if expect == "100-continue" and self.protocol_version >= "HTTP/1.1" and self.request_version >= "HTTP/1.1":
+            return self.handle_expect_100()
+        return True
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         self._handle()
