@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -195,6 +196,11 @@ class LocalServer:
                 f"cannot listen on {host}:{port}: {error.strerror or error}; pass --port (or set PORT) to use another port"
             ) from None
         self._thread: threading.Thread | None = None
+        # Answers to POST / are written by one thread once their messages are on disk, so that a
+        # request does not park its connection's thread until then (see intake_later).
+        self._answers: SimpleQueue[tuple[Callable[[Response], None], Response] | None] = SimpleQueue()
+        self._answerer: threading.Thread | None = None
+        self._answers_lock = threading.Lock()
 
     @property
     def port(self) -> int:
@@ -209,6 +215,9 @@ class LocalServer:
 
     def start(self) -> LocalServer:
         """Serve in a background thread."""
+        if hasattr(self.queue, "enqueue_many_then"):
+            self._answerer = threading.Thread(target=self._answer, name="letsgo-http-answers", daemon=True)
+            self._answerer.start()
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="letsgo-http", daemon=True)
         self._thread.start()
         return self
@@ -219,26 +228,79 @@ class LocalServer:
             self.httpd.shutdown()
             self._thread.join()
         self.httpd.server_close()
+        with self._answers_lock:
+            answerer, self._answerer = self._answerer, None
+            if answerer is not None:
+                self._answers.put(None)  # answers still to come are written by whoever hands them over
+        if answerer is not None:
+            answerer.join(10)
+
+    def _answer(self) -> None:
+        while (item := self._answers.get()) is not None:
+            answer, response = item
+            try:
+                answer(response)
+            except Exception:
+                logger.exception("could not answer a request")
+
+    def _hand_over(self, answer: Callable[[Response], None], response: Response) -> None:
+        with self._answers_lock:
+            if self._answerer is not None:
+                self._answers.put((answer, response))
+                return
+        answer(response)
 
     # -- request handling (called on the connection's thread) -------------------------
 
     def intake(self, data: bytes, headers: Any) -> Response:
         """``POST /``: store the messages, answer 201 with their ids once they are on disk."""
-        if self.queue is None:
-            return Response(404, {"error": self.intake_note})
-        try:
-            check_sender(headers)
-            messages, delay = parse_intake(data, typed=headers.get("Content-Type") is not None)
-        except IntakeError as error:
-            return Response(error.status, {"error": error.message})
+        checked = self._check_intake(data, headers)
+        if isinstance(checked, Response):
+            return checked
+        messages, delay = checked
         try:
             ids = self.queue.enqueue_many(messages, delay)
         except Exception as error:
             logger.exception("could not store %d message(s)", len(messages))
-            return Response(503, {"error": f"the local queue could not store the message: {error}"})
-        if len(ids) == 1:
-            return Response(201, {"messageId": ids[0], "messageIds": ids})
-        return Response(201, {"messageIds": ids})
+            return _not_stored(error)
+        return _created(ids)
+
+    def intake_later(self, data: bytes, headers: Any, answer: Callable[[Response], None]) -> Response | None:
+        """``POST /`` without waiting for the disk: the response to send now, or None.
+
+        None means the messages are being stored and ``answer`` will be called,
+        on another thread, with the 201 once they are on disk (or a 503 if they
+        could not be stored).
+        """
+        if self._answerer is None:
+            return self.intake(data, headers)
+        checked = self._check_intake(data, headers)
+        if isinstance(checked, Response):
+            return checked
+        messages, delay = checked
+
+        def stored(ids: list[str] | None, error: BaseException | None) -> None:
+            if error is not None:
+                logger.error("could not store %d message(s)", len(messages), exc_info=error)
+                self._hand_over(answer, _not_stored(error))
+            else:
+                self._hand_over(answer, _created(ids))
+
+        try:
+            self.queue.enqueue_many_then(messages, delay, stored)
+        except Exception as error:
+            logger.exception("could not store %d message(s)", len(messages))
+            return _not_stored(error)
+        return None
+
+    def _check_intake(self, data: bytes, headers: Any) -> Response | tuple[list[tuple[str | None, str]], float]:
+        if self.queue is None:
+            return Response(404, {"error": self.intake_note})
+        try:
+            check_sender(headers)
+            return parse_intake(data, typed=headers.get("Content-Type") is not None)
+        except IntakeError as error:
+            return Response(error.status, {"error": error.message})
 
     def route(self, request: Request) -> Response:
         """A plugin route, or 404/405."""
@@ -257,6 +319,16 @@ class LocalServer:
             logger.error("route %s %s of plugin %r returned %r, not a Response", route.method, route.path, route.plugin, response)
             return Response(500, {"error": f"route {route.method} {route.path} of plugin {route.plugin!r} did not return a Response"})
         return response
+
+
+def _created(ids: list[str]) -> Response:
+    if len(ids) == 1:
+        return Response(201, {"messageId": ids[0], "messageIds": ids})
+    return Response(201, {"messageIds": ids})
+
+
+def _not_stored(error: BaseException) -> Response:
+    return Response(503, {"error": f"the local queue could not store the message: {error}"})
 
 
 def _not_allowed(request: Request, allowed: list[str]) -> Response:
@@ -374,14 +446,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
+    #: Held until the answer to a ``POST /`` being stored is written (see ``_answer_later``).
+    _pending: threading.Lock | None = None
+
     def _handle(self) -> None:
+        self._wait_for_answer()
         path, _, query = self.path.partition("?")
         data = self._read_body()
         if data is None:
             return
         if path == "/":
             if self.command == "POST":
-                response = self.app.intake(data, self.headers)
+                answer, written = self._answer_later()
+                response = self.app.intake_later(data, self.headers, answer)
+                if response is None:
+                    self._pending = written  # this thread goes on reading; the answer comes from the server
+                    return
+                written.release()
             else:
                 response = _not_allowed(self._request(path, query, data), ["POST"])
         elif path == "/healthz":
@@ -457,31 +538,68 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(Response(413, {"error": f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}"
                                            " (256 KiB, the SQS message size limit)"}), close=True)
 
+    def _answer_later(self) -> tuple[Callable[[Response], None], threading.Lock]:
+        """A function that writes this request's response from another thread, and a lock held until it has."""
+        written = threading.Lock()
+        written.acquire()
+        # What the response depends on, as it is now: this thread may be reading the next request by then.
+        request_version, command, requestline = self.request_version, self.command, self.requestline
+
+        def answer(response: Response) -> None:
+            try:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%s \"%s\" %s", self.address_string(), requestline, response.status)
+                self.wfile.write(self._encode(response, request_version, command, close=False))
+            except OSError:
+                pass  # the client went away; its thread sees the connection closed
+            finally:
+                written.release()
+
+        return answer, written
+
+    def _wait_for_answer(self) -> None:
+        """Wait until an answer written from another thread is out: responses go in request order."""
+        written, self._pending = self._pending, None
+        if written is not None:
+            written.acquire()
+            written.release()
+
+    def send_error(self, *args: Any, **kwargs: Any) -> None:
+        self._wait_for_answer()
+        super().send_error(*args, **kwargs)
+
+    def finish(self) -> None:
+        self._wait_for_answer()
+        super().finish()
+
     def _send(self, response: Response, *, close: bool = False) -> None:
         """Write the status line, headers and body in one write (one system call, one release of the GIL)."""
-        data, headers = response.encode()
-        status = response.status
+        self._wait_for_answer()
         if logger.isEnabledFor(logging.DEBUG):
-            self.log_request(status)
-        if self.request_version == "HTTP/0.9":  # no status line and no headers in HTTP/0.9
-            self.wfile.write(data)
-            return
-        phrase = self.responses.get(status, ("",))[0]
+            self.log_request(response.status)
+        for name, value in (response.headers or {}).items():
+            if name.lower() == "connection":
+                self.close_connection = value.lower() == "close"
+        if close:
+            self.close_connection = True
+        self.wfile.write(self._encode(response, self.request_version, self.command, close=close))
+
+    def _encode(self, response: Response, request_version: str, command: str, *, close: bool) -> bytes:
+        data, headers = response.encode()
+        if request_version == "HTTP/0.9":  # no status line and no headers in HTTP/0.9
+            return data
+        status = response.status
         lines = [
-            f"{self.protocol_version} {status} {phrase}",
+            f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
             f"Server: {self.server_version}",
             f"Date: {_http_date()}",
         ]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}")
-            if name.lower() == "connection":
-                self.close_connection = value.lower() == "close"
+        lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(data)}")
         if close:
             lines.append("Connection: close")
-            self.close_connection = True
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "strict")
-        self.wfile.write(head if self.command == "HEAD" else head + data)
+        return head if command == "HEAD" else head + data
 
     def version_string(self) -> str:
         return self.server_version

@@ -203,7 +203,7 @@ def _receipt_seq(receipt_handle: Any) -> int | None:
 class _Job:
     """One write waiting for the writer thread: a function of the connection, or rows to insert."""
 
-    __slots__ = ("run", "inserts", "wakes", "done", "ok", "value")
+    __slots__ = ("run", "inserts", "wakes", "done", "then", "ok", "value")
 
     def __init__(
         self,
@@ -211,15 +211,28 @@ class _Job:
         *,
         inserts: list[tuple[str, str, float]] | None = None,
         wakes: bool = False,
+        then: Callable[[_Job], None] | None = None,
     ) -> None:
         self.run = run
         self.inserts = inserts  # (message id, body, delay seconds)
         self.wakes = wakes  # makes messages visible: wake waiting receivers once committed
-        # A plain lock, held until the writer has settled the job: cheaper than a Future's condition.
-        self.done = _thread.allocate_lock()
-        self.done.acquire()
+        self.then = then  # called on the writer thread once settled, instead of waking a waiting thread
+        if then is None:
+            # A plain lock, held until the writer has settled the job: cheaper than a Future's condition.
+            self.done = _thread.allocate_lock()
+            self.done.acquire()
         self.ok = False
         self.value: Any = None
+
+    def settled(self) -> None:
+        """Hand the result over: wake the thread waiting for it, or call ``then``."""
+        if self.then is None:
+            self.done.release()
+            return
+        try:
+            self.then(self)
+        except Exception:
+            logger.exception("a callback of the local queue failed")
 
 
 #: Rows written by one INSERT statement (4 parameters each, well under SQLite's limit of 999).
@@ -284,6 +297,13 @@ class _Writer:
             return job.value
         raise job.value
 
+    def submit_then(self, then: Callable[[_Job], None], run: Callable[[sqlite3.Connection], Any] | None = None,
+                    **options: Any) -> None:
+        """Like :meth:`submit` without waiting: ``then(job)`` is called on this thread once it is settled."""
+        if self._closed:
+            raise QueueError("the local queue is closed")
+        self._jobs.put(_Job(run, then=then, **options))
+
     def close(self) -> None:
         """Finish the writes already submitted, then stop the thread."""
         if not self._closed:
@@ -322,7 +342,7 @@ class _Writer:
                     break
                 if job is not None:
                     job.value = QueueError("the local queue is closed")
-                    job.done.release()
+                    job.settled()
 
     def _commit(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
         try:
@@ -341,12 +361,12 @@ class _Writer:
             failure = QueueError(f"could not write to the local queue: {type(error).__name__}: {error}")
             for job in jobs:
                 job.ok, job.value = False, failure
-                job.done.release()
+                job.settled()
             return
         wake = False
         for job in jobs:
             wake = wake or job.wakes
-            job.done.release()
+            job.settled()
         if wake:
             self._on_commit()
 
@@ -519,6 +539,32 @@ class LocalQueue:
         rows = [(message_id or new_message_id(), body, delay_seconds) for message_id, body in messages]
         self._writer.submit(inserts=rows, wakes=True)
         return [message_id for message_id, _, _ in rows]
+
+    def enqueue_many_then(
+        self,
+        messages: Iterable[tuple[str | None, str]],
+        delay_seconds: float,
+        then: Callable[[list[str] | None, BaseException | None], None],
+    ) -> None:
+        """Store like :meth:`enqueue_many` without waiting for the disk.
+
+        Once the messages are on disk ``then(ids, None)`` is called, or
+        ``then(None, error)`` if they could not be stored; it runs on the
+        queue's writer thread, so it must only hand the result on. A server
+        answering many requests thus needs no thread parked per request.
+        """
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise QueueError(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {delay_seconds!r}")
+        rows = [(message_id or new_message_id(), body, delay_seconds) for message_id, body in messages]
+        ids = [message_id for message_id, _, _ in rows]
+
+        def settled(job: _Job) -> None:
+            if job.ok:
+                then(ids, None)
+            else:
+                then(None, job.value)
+
+        self._writer.submit_then(settled, inserts=rows, wakes=True)
 
     def _wake(self) -> None:
         with self._arrivals:

@@ -156,3 +156,42 @@ def test_head_of_healthz_has_no_body(served):
     response = connection.getresponse()
     assert response.status == 200 and response.read() == b""
     connection.close()
+
+
+def test_pipelined_requests_are_answered_in_order_and_a_closing_one_still_gets_its_answer(served):
+    import socket
+
+    server, queue, _ = served
+
+    def post(n: int, *extra: str) -> bytes:
+        body = json.dumps({"type": "test:pipelined", "payload": {"n": n}}).encode()
+        head = ["POST / HTTP/1.1", "Host: x", "Content-Type: application/json", f"Content-Length: {len(body)}", *extra]
+        return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    # All four requests in one write: each POST / is answered once stored, yet the answers keep request order.
+    requests = post(1) + post(2) + b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n" + post(3, "Connection: close")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(requests)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    statuses, ids = [], []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = int(next(line.split(":", 1)[1] for line in lines if line.lower().startswith("content-length:")))
+        body, received = rest[:length], rest[length:]
+        statuses.append(int(lines[0].split()[1]))
+        if statuses[-1] == 201:
+            ids.append(json.loads(body)["messageId"])
+    assert statuses == [201, 201, 404, 201]
+    records = queue.receive(10, 0)
+    assert [r["messageId"] for r in records] == ids
+    assert [json.loads(r["body"])["payload"]["n"] for r in records] == [1, 2, 3]
+
+
+def test_a_message_the_queue_cannot_store_is_a_503(served):
+    server, queue, _ = served
+    queue.close()
+    status, _, answer = call(server, "POST", "/", json.dumps({"type": "t", "payload": {}}), {"Content-Type": "application/json"})
+    assert status == 503 and "could not store" in answer["error"] and "closed" in answer["error"]
