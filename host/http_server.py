@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -402,6 +403,18 @@ def _http_date() -> str:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-request is a debug line; anything else is logged with its traceback.
+
+        (socketserver's default prints a traceback to stderr for each, as load generators
+        closing their connections do by the dozen.)
+        """
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+            logger.debug("connection from %s ended: %s", client_address[0], error)
+            return
+        logger.exception("error while handling a request from %s", client_address[0])
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -195,3 +195,20 @@ def test_a_message_the_queue_cannot_store_is_a_503(served):
     queue.close()
     status, _, answer = call(server, "POST", "/", json.dumps({"type": "t", "payload": {}}), {"Content-Type": "application/json"})
     assert status == 503 and "could not store" in answer["error"] and "closed" in answer["error"]
+
+
+def test_a_client_that_resets_its_connection_leaves_no_traceback(served, capfd):
+    import socket
+    import struct
+    import time
+
+    server, _, _ = served
+    client = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")  # the server thread is now reading the headers
+    time.sleep(0.2)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    client.close()
+    status, _, _ = call(server, "GET", "/healthz")  # the server goes on serving
+    time.sleep(0.2)
+    assert status == 200
+    assert "Traceback" not in capfd.readouterr().err
