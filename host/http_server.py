@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from json.encoder import encode_basestring_ascii
 from queue import SimpleQueue
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -323,9 +324,13 @@ class LocalServer:
 
 
 def _created(ids: list[str]) -> Response:
+    # The JSON json.dumps would write, {"messageId": ..., "messageIds": [...]}, without building an encoder.
+    listed = ", ".join(map(encode_basestring_ascii, ids))
     if len(ids) == 1:
-        return Response(201, {"messageId": ids[0], "messageIds": ids})
-    return Response(201, {"messageIds": ids})
+        text = f'{{"messageId": {listed}, "messageIds": [{listed}]}}'
+    else:
+        text = f'{{"messageIds": [{listed}]}}'
+    return Response(201, text.encode(), {"Content-Type": "application/json"})
 
 
 def _not_stored(error: BaseException) -> Response:
