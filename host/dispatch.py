@@ -124,10 +124,11 @@ def resolve(worker: Worker, body: dict[str, Any]) -> tuple[MessageType, Any]:
     if entry is None:
         known = [e.type for e in worker.registry]
         shown = ", ".join(known[:_KNOWN_TYPES_SHOWN]) + (", ..." if len(known) > _KNOWN_TYPES_SHOWN else "")
-        raise Rejected(
-            f"unknown message type {type_[:200]!r}: no installed plugin handles it (known: {shown or 'none'})",
-            type_,
-        )
+        reason = f"unknown message type {type_[:200]!r}: no installed plugin handles it (known: {shown or 'none'})"
+        if worker.problems:
+            # The type may belong to a plugin that did not load: say so, so the DLQ entry points at the fix.
+            reason += "; plugins with load problems: " + ", ".join(sorted({p.plugin for p in worker.problems}))
+        raise Rejected(reason, type_)
     payload = body.get("payload")
     if entry.payload is not None:
         try:

@@ -179,8 +179,12 @@ class Worker:
         await deliver_async(self.pm, Notification(text, blocks, level, source), self.executor, required=required)
 
     def plugin_hooks(self, info: PluginInfo) -> list[str]:
-        """The hooks a loaded plugin implements."""
-        return hooks_of(self.pm, info.module)
+        """The hooks a loaded plugin implements, with those of objects it registered as ``<name>.<part>``."""
+        hooks = set(hooks_of(self.pm, info.module))
+        for name, plugin in self.pm.list_name_plugin():
+            if name.startswith(info.name + "."):
+                hooks.update(hooks_of(self.pm, plugin))
+        return sorted(hooks)
 
 
 _worker: Worker | None = None

@@ -245,3 +245,32 @@ def test_an_implementation_of_an_unknown_hook_is_reported(make_worker):
 def test_an_unknown_hook_is_a_startup_error_when_strict(make_worker):
     with pytest.raises(StartupError, match="plugin 'typo' implements unknown hook 'letsgo_regster_messages'"):
         make_worker(plugins=[Typo()], env={"LETSGO_WORKER_STRICT_PLUGINS": "1"}, entry_points=False)
+
+
+def test_unknown_type_reason_names_plugins_that_failed_to_load(install_plugin, make_worker):
+    from host.batch import run
+    from host.dispatch import Status, dispatch
+
+    install_plugin("acme-broken", "acme_broken", "raise ImportError('missing dependency')\n")
+    worker = make_worker()
+    outcome = run(dispatch(worker, '{"type": "AcmeThing"}', message_id="m-1"))
+    assert outcome.status is Status.REJECTED
+    assert outcome.reason.endswith("; plugins with load problems: acme_broken")
+
+
+def test_hooks_of_objects_a_plugin_registers_are_listed_with_it(make_worker):
+    class Sink:
+        @hookimpl
+        def letsgo_notify(self, notification):
+            pass
+
+    class Parent:
+        __name__ = "parent"
+
+        @hookimpl
+        def letsgo_startup(self, worker):
+            worker.pm.register(Sink(), name="parent.sink")
+
+    worker = make_worker(plugins=[Parent()], entry_points=False)
+    (info,) = worker.plugins
+    assert worker.plugin_hooks(info) == ["letsgo_notify", "letsgo_startup"]
