@@ -21,6 +21,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Any
 
+from host.batch import record_receive_count
 from host.config import Settings
 from host.errors import StartupError
 
@@ -58,13 +59,6 @@ def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
             item["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
         converted[name] = item
     return converted
-
-
-def _receive_count(record: dict[str, Any]) -> int:
-    try:
-        return max(1, int(record["attributes"]["ApproximateReceiveCount"]))
-    except (KeyError, TypeError, ValueError):
-        return 1
 
 
 class SqsSource:
@@ -199,7 +193,7 @@ class SqsSource:
             if outcome.status is Status.SUCCEEDED:
                 succeeded.append(record)
                 continue
-            count = _receive_count(record)
+            count = record_receive_count(record)
             delay = retry_delay_seconds(count, self.settings.backoff_base, self.settings.backoff_max)
             retries.append((record, delay))
             self._log_retry(record, outcome, count, delay)
