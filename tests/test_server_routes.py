@@ -212,3 +212,57 @@ def test_a_client_that_resets_its_connection_leaves_no_traceback(served, capfd):
     time.sleep(0.2)
     assert status == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+def raw_exchange(server, data: bytes) -> bytes:
+    """Send ``data`` on a new connection, shut the sending side, and return everything answered."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "starts", "contains"),
+    [
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200 OK\r\n", b'"status": "ok"'),
+        (b"GET //healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 200 OK\r\n", b'"status": "ok"'),
+        (b"GET /healthz HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 OK\r\n", b'"status": "ok"'),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\nNo colon here\r\n\r\n", b"HTTP/1.1 200", b"ok"),
+        # As http.server does: a request line that cannot be read is answered without a status line.
+        (b"GET /healthz HTTP/1.x\r\n\r\n", b"<!DOCTYPE", b"Error code: 400</p>\n        <p>Message: Bad request version"),
+        (b"GET /healthz HTTP/2.0\r\n\r\n", b"<!DOCTYPE", b"Error code: 505"),
+        (b"GET /healthz HTTP/1.1 extra\r\n\r\n", b"<!DOCTYPE", b"Bad request syntax"),
+        (b"POST /\r\n", b"<!DOCTYPE", b"Bad HTTP/0.9 request type"),  # HTTP/0.9: no status line
+        (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", b"HTTP/1.1 431", b"longer than"),
+        (b"GET /healthz HTTP/1.1\r\n" + b"X-H: v\r\n" * 101 + b"\r\n", b"HTTP/1.1 431", b"more than 100"),
+    ],
+    ids=["plain", "double-slash", "http-1.0", "folded-and-odd-lines", "bad-version", "http-2", "four-words",
+         "http-0.9-post", "long-line", "many-headers"],
+)
+def test_request_lines_and_header_blocks(served, request_bytes, starts, contains):
+    server, _, _ = served
+    answer = raw_exchange(server, request_bytes)
+    assert answer.startswith(starts) and contains in answer, answer[:300]
+
+
+def test_expect_100_continue_gets_an_interim_answer_before_the_body(served):
+    import socket
+
+    server, queue, _ = served
+    body = json.dumps({"type": "test:expect", "payload": {}}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                       + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+        assert client.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        client.sendall(body)
+        received = b""
+        while chunk := client.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert len(queue.receive(10, 0)) == 1
