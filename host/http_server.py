@@ -604,6 +604,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._wait_for_answer()
         super().send_error(*args, **kwargs)
 
+    def handle_expect_100(self) -> bool:
+        self._wait_for_answer()  # a pipelined request's "100 Continue" must not overtake the answer before it
+        return super().handle_expect_100()
+
     def finish(self) -> None:
         self._wait_for_answer()
         super().finish()

@@ -266,3 +266,30 @@ def test_expect_100_continue_gets_an_interim_answer_before_the_body(served):
             received += chunk
     assert received.startswith(b"HTTP/1.1 201 Created\r\n")
     assert len(queue.receive(10, 0)) == 1
+
+
+def test_a_pipelined_100_continue_comes_after_the_answer_before_it(served):
+    import socket
+
+    server, queue, _ = served
+    first = json.dumps({"type": "test:first", "payload": {}}).encode()
+    second = json.dumps({"type": "test:second", "payload": {}}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+        client.sendall(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(first)}\r\n\r\n".encode() + first
+            + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+            + f"Connection: close\r\nContent-Length: {len(second)}\r\n\r\n".encode()
+        )
+        received = b""
+        while b"100 Continue" not in received:
+            chunk = client.recv(65536)
+            assert chunk, received
+            received += chunk
+        client.sendall(second)
+        while chunk := client.recv(65536):
+            received += chunk
+    import re
+
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"201", b"100", b"201"]
+    assert len(queue.receive(10, 0)) == 2
