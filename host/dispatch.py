@@ -71,18 +71,19 @@ class Rejected(Exception):
         self.plugin = plugin
 
 
-def _refuse_constant(name: str) -> Any:
+def refuse_json_constant(name: str) -> Any:
+    """``parse_constant`` for :mod:`json`: NaN and Infinity are not JSON, so refuse them."""
     raise ValueError(f"{name} is not allowed in JSON")
 
 
 # One decoder for every body: json.loads with an option would build a new one per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_DECODER = json.JSONDecoder(parse_constant=refuse_json_constant)
 
 
 def _loads(body: str | bytes) -> Any:
     if type(body) is str and not body.startswith("\ufeff"):
         return _DECODER.decode(body)
-    return json.loads(body, parse_constant=_refuse_constant)  # bytes, or json.loads' own BOM error
+    return json.loads(body, parse_constant=refuse_json_constant)  # bytes, or json.loads' own BOM error
 
 
 def parse_body(body: str | bytes) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def parse_body(body: str | bytes) -> dict[str, Any]:
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise Rejected(f"body is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise Rejected(f"body must be a JSON object with \"type\" and \"payload\", got {_json_kind(value)}")
+        raise Rejected(f"body must be a JSON object with \"type\" and \"payload\", got {json_kind(value)}")
     if "type" not in value:
         raise Rejected("message has no \"type\"; expected {\"type\": \"...\", \"payload\": ...}")
     type_ = value["type"]
@@ -103,9 +104,12 @@ def parse_body(body: str | bytes) -> dict[str, Any]:
     return value
 
 
-def _json_kind(value: Any) -> str:
-    kinds = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def json_kind(value: Any) -> str:
+    """What a decoded JSON value is, for error messages: "an array", "null"..."""
+    return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def validation_reason(type_: str, error: Any) -> str:

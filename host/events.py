@@ -48,8 +48,9 @@ def _preview(value: Any, limit: int = 80) -> str:
 def describe_event(event: Any) -> str:
     """A short account of an event for an error message: its kind, keys and telling fields."""
     if not isinstance(event, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-        return f"{'null' if event is None else kind.get(type(event), type(event).__name__)} {_preview(event)}"
+        from host.dispatch import json_kind
+
+        return f"{json_kind(event)} {_preview(event)}"
     keys = sorted(str(key) for key in event)
     shown = ", ".join(keys[:12]) + (f", ... ({len(keys)} keys)" if len(keys) > 12 else "")
     parts = [f"an object with keys [{shown}]" if keys else "an empty object"]

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from host.errors import StartupError
-from host.local_queue import MAX_DELAY_SECONDS
+from host.dispatch import json_kind, refuse_json_constant
+from host.queue import MAX_DELAY_SECONDS
 from host.routes import Headers, Request, Response, RouteTable
 
 if TYPE_CHECKING:
@@ -60,13 +61,6 @@ class IntakeError(Exception):
         self.message = message
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    kinds = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array", dict: "an object"}
-    return kinds.get(type(value), type(value).__name__)
-
-
 def parse_delay(value: Any) -> float:
     """A ``delaySeconds`` value: a number of seconds from 0 to 900; raise :class:`IntakeError`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DELAY_SECONDS:
@@ -77,14 +71,10 @@ def parse_delay(value: Any) -> float:
 def encode_message(message: Any) -> str:
     """The body stored for a bare message: the object as compact JSON; raise :class:`IntakeError`."""
     if not isinstance(message, dict):
-        raise IntakeError(400, f"a message must be a JSON object {{\"type\": \"...\", \"payload\": ...}}, got {_kind(message)}")
+        raise IntakeError(400, f"a message must be a JSON object {{\"type\": \"...\", \"payload\": ...}}, got {json_kind(message)}")
     if not isinstance(message.get("type"), str):
-        raise IntakeError(400, f"a message's \"type\" must be a string, got {_kind(message.get('type'))}")
+        raise IntakeError(400, f"a message's \"type\" must be a string, got {json_kind(message.get('type'))}")
     return json.dumps(message, separators=(",", ":"))
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _finite_float(text: str) -> float:
@@ -104,26 +94,26 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
     if not data.strip():
         raise IntakeError(400, f"request body is empty; send {_SHAPES}")
     try:
-        value = json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(data, parse_constant=refuse_json_constant, parse_float=_finite_float)
     except RecursionError:
         raise IntakeError(400, "request body is not valid JSON: nested too deeply") from None
     except ValueError as error:
         raise IntakeError(400, f"request body is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise IntakeError(400, f"expected a JSON object, {_SHAPES}; got {_kind(value)}")
+        raise IntakeError(400, f"expected a JSON object, {_SHAPES}; got {json_kind(value)}")
     delay = parse_delay(value["delaySeconds"]) if "delaySeconds" in value else 0.0
     if "Records" in value:
         records = value["Records"]
         if not isinstance(records, list) or not records:
-            raise IntakeError(400, f"\"Records\" must be a non-empty array of SQS records, got {_kind(records) if records != [] else 'an empty array'}")
+            raise IntakeError(400, f"\"Records\" must be a non-empty array of SQS records, got {json_kind(records) if records != [] else 'an empty array'}")
         messages = []
         for index, record in enumerate(records):
             if not isinstance(record, dict):
-                raise IntakeError(400, f"Records[{index}] must be an object with a string \"body\", got {_kind(record)}")
+                raise IntakeError(400, f"Records[{index}] must be an object with a string \"body\", got {json_kind(record)}")
             body = record.get("body")
             if not isinstance(body, str):
                 raise IntakeError(
-                    400, f"Records[{index}].body must be a string (the message as JSON text), got {_kind(body)}"
+                    400, f"Records[{index}].body must be a string (the message as JSON text), got {json_kind(body)}"
                 )
             try:
                 body.encode("utf-8")

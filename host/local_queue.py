@@ -46,6 +46,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from host.errors import StartupError, WorkerError
+from host.delivery import backoff_seconds
+from host.queue import MAX_DELAY_SECONDS  # SQS's limit, 15 minutes
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -59,9 +61,6 @@ EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
 
 #: The dead-letter reason of a rejected message; its ``last_error`` says what is wrong with it.
 REJECTED_REASON = "rejected: the message can never be handled, so it was not retried"
-
-#: The largest ``delaySeconds`` SQS accepts (15 minutes).
-MAX_DELAY_SECONDS = 900
 
 #: Schema version stored in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
@@ -124,18 +123,6 @@ class DeadLetter:
         for key in ("sent_at", "first_received_at", "dead_lettered_at"):
             data[key] = _iso(data[key])
         return data
-
-
-def backoff_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> float:
-    """The wait before a failed message is visible again, after its ``receive_count``-th receive.
-
-    ``min(maximum, base * 2**(receive_count - 1))``, of which the upper half is
-    random ("equal jitter"): the wait is never below half the nominal delay, and
-    grows with each receive until it reaches ``maximum``.
-    """
-    exponent = min(max(receive_count, 1) - 1, 60)  # 2**60 seconds is far beyond any maximum
-    nominal = min(maximum, base * (2**exponent))
-    return nominal / 2 + (rng or random).uniform(0, nominal / 2)
 
 
 _VERSION_BITS_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))

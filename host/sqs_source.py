@@ -22,6 +22,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from host.batch import record_receive_count
+from host.delivery import backoff_seconds
 from host.config import Settings
 from host.errors import StartupError
 
@@ -37,15 +38,8 @@ SQS_MAX_VISIBILITY_SECONDS = 43200
 
 
 def retry_delay_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> int:
-    """Whole seconds before a failed message is visible again after its ``receive_count``-th receive.
-
-    ``min(maximum, base * 2**(receive_count - 1))`` with "equal jitter" (the
-    upper half random), rounded up as SQS takes whole seconds.
-    """
-    exponent = min(max(receive_count, 1) - 1, 60)
-    nominal = min(maximum, base * 2**exponent)
-    delay = nominal / 2 + (rng or random).uniform(0, nominal / 2)
-    return min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(delay))
+    """:func:`host.delivery.backoff_seconds` in whole seconds, rounded up, as SQS takes them."""
+    return min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(backoff_seconds(receive_count, base, maximum, rng)))
 
 
 def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from host import hookimpl
 from host.delivery import Delivery, MessageSource
 from host.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.local_queue import LocalQueue, QueueError, ServeLock, backoff_seconds
+from host.delivery import backoff_seconds
+from host.local_queue import LocalQueue, QueueError, ServeLock
 
 
 @pytest.fixture
