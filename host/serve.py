@@ -52,9 +52,27 @@ def cli_serve(args: argparse.Namespace) -> int:
         runtime.stop()  # what did start (plugins' letsgo_startup, the lock) is undone
         raise
     print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
+    if not is_loopback(settings.host):
+        logger.warning(
+            "listening on %s, beyond this machine: POST / takes any message without authentication "
+            "(a letsgo:stripe message skips webhook signatures); bind 127.0.0.1 unless a firewall guards the port",
+            settings.host,
+        )
     runtime.wait_for_signal()
     runtime.stop()
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve beyond this machine
+        return False
 
 
 class Runtime:
