@@ -531,7 +531,7 @@ def test_an_invalid_schedule_stops_start_up_saying_why(home, expression, says):
     [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
      ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("worker.example.com", False)],
 )
-def test_binding_beyond_loopback_is_warned_about(host, loopback):
+def test_only_loopback_addresses_bind_without_a_warning(host, loopback):
     from host.serve import is_loopback
 
     assert is_loopback(host) is loopback
