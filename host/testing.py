@@ -90,6 +90,24 @@ def scheduled_event(time: datetime | None = None, *, scheduler: bool = True) -> 
     }
 
 
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
+    """Poll ``condition()`` until it returns something truthy (returned); fail after ``timeout`` seconds.
+
+    For tests against a running server or queue: wait for an effect without
+    fixed sleeps or timing assertions.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
 def run_batch(worker: Worker, *messages: Mapping[str, Any] | str, **record_options: Any) -> BatchResult:
     """Run ``messages`` through the SQS batch path and return the :class:`host.batch.BatchResult`."""
     from host.batch import process_sqs_event

@@ -12,11 +12,11 @@ import time
 import pytest
 
 from host import hookimpl
-from host.delivery import Delivery, MessageSource
+from host.delivery import Delivery, MessageSource, backoff_seconds
 from host.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.delivery import backoff_seconds
 from host.local_queue import LocalQueue, QueueError, ServeLock
+from host.testing import wait_until
 
 
 @pytest.fixture
@@ -45,15 +45,6 @@ def outcome(record, status: Status, reason: str | None = None) -> Outcome:
     return Outcome(status, record["messageId"], reason=reason)
 
 
-def wait_until(condition, timeout: float = 10.0, interval: float = 0.02):
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 # -- the queue ------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from host.testing import write_distribution
+from host.testing import wait_until, write_distribution
 
 PLUGIN = '''
 import json, os, threading, time
@@ -205,14 +205,6 @@ class Home:
         return json.loads(result.stdout)
 
 
-def wait_until(condition, timeout: float = 20.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from host import hookimpl
 from host.config import Settings
+from host.testing import wait_until
 from host.worker import Worker
 
 #: True under ``make soak``: run the long versions.
@@ -290,18 +291,6 @@ def post(url: str, body: bytes | str | Any, *, headers: dict[str, str] | None = 
         connection.close()
 
 
-def wait_until(condition, timeout: float, interval: float = 0.1, message: str = "condition"):
-    """Poll ``condition()`` until it returns a truthy value (returned) or ``timeout`` seconds pass."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 def queue_state(db: str) -> dict[str, int]:
