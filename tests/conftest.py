@@ -30,6 +30,15 @@ def install_plugin(tmp_path, monkeypatch):
         sys.modules.pop(module, None)
 
 
+@pytest.fixture
+def slack():
+    """A stand-in Slack incoming webhook on 127.0.0.1 (``slack.url``, ``slack.texts``...)."""
+    from letsgo_slack.testing import FakeSlackWebhook
+
+    with FakeSlackWebhook() as fake:
+        yield fake
+
+
 @pytest.fixture(autouse=True)
 def _fresh_process_worker():
     """Each test starts without a process-wide worker left over by another test."""

@@ -18,7 +18,6 @@ import pytest
 from host.builtins import ContactPayload, TenantDeletedPayload, TenantNewPayload
 from host.slack_text import escape, escape_line, serialize_identity
 from host.testing import run_batch
-from letsgo_slack.testing import FakeSlackWebhook
 
 AUTH0 = {"iss": "https://goletsgo.us.auth0.com/", "sub": "BPRZ8kbjmj1S2xrS0i2dj3oEb6bkeaxn@clients"}
 #: The identityId LetsGo's API returned for AUTH0 (docs/tutorials/setting-up-authentication-with-auth0.md).
@@ -73,12 +72,6 @@ CONTACT = {
     "tenantId": "ten-d54feabe077948e1af2d97f2e8668b0e",
     "identityId": AUTH0_ID,
 }
-
-
-@pytest.fixture
-def slack():
-    with FakeSlackWebhook() as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -55,12 +55,6 @@ def say(text, blocks=None, type_="Say"):
 
 
 @pytest.fixture
-def slack():
-    with FakeSlackWebhook() as fake:
-        yield fake
-
-
-@pytest.fixture
 def slack_worker(make_worker, slack):
     """A worker with every installed plugin (letsgo-slack found by entry-point discovery) posting to ``slack``."""
     return make_worker(plugins=[Speaker()], env={"LETSGO_SLACK_URL": slack.url, "LETSGO_SLACK_TIMEOUT_SECONDS": "5"})

@@ -13,23 +13,13 @@ from pathlib import Path
 import pytest
 
 from host.testing import run_batch
-from letsgo_slack.testing import FakeSlackWebhook
+from letsgo_stripe.testing import stripe_message
 
 FIXTURES = Path(__file__).resolve().parents[1] / "plugins" / "letsgo_stripe" / "tests" / "fixtures" / "stripe"
 
 
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
-
-
-def stripe_message(event: dict, mode: str) -> dict:
-    return {"type": "letsgo:stripe", "payload": {**event, "stripeMode": mode}}
-
-
-@pytest.fixture
-def slack():
-    with FakeSlackWebhook() as fake:
-        yield fake
 
 
 @pytest.fixture
