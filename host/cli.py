@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge = dlq_commands.add_parser("purge", help="delete every dead-lettered message")
     for sub in (dlq_list, redrive, purge):
         sub.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db)")
-    dlq.set_defaults(run=_command("host.local_queue:cli_dlq"))
+    dlq.set_defaults(run=_command("host.dlq:cli_dlq"))
 
     keygen = commands.add_parser("keygen", help="write a new RSA key pair for the worker's access tokens")
     keygen.add_argument("--out", default=".letsgo/worker-key.pem", help="private key file to write")

@@ -32,5 +32,9 @@ class RegistrationError(StartupError):
     """A plugin registered something invalid: a duplicate or reserved type, a bad handler."""
 
 
+class QueueError(WorkerError):
+    """The local queue cannot do what was asked; the message says why."""
+
+
 class NotificationError(WorkerError):
     """A notification sink failed to deliver; fails the message so that it is retried."""

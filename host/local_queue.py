@@ -26,9 +26,6 @@ load, many requests share one flush.
 
 from __future__ import annotations
 
-import _thread
-import argparse
-import functools
 import hashlib
 import json
 import logging
@@ -37,7 +34,6 @@ import queue
 import random
 import secrets
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -45,8 +41,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from host.errors import StartupError, WorkerError
+from host.errors import QueueError
 from host.delivery import backoff_seconds
+from host.local_queue_writer import ROWS_PER_INSERT, GroupCommitWriter, WriteJob
 from host.queue import MAX_DELAY_SECONDS  # SQS's limit, 15 minutes
 
 if TYPE_CHECKING:
@@ -64,9 +61,6 @@ REJECTED_REASON = "rejected: the message can never be handled, so it was not ret
 
 #: Schema version stored in ``PRAGMA user_version``.
 SCHEMA_VERSION = 1
-
-#: Most writes committed together in one transaction.
-_GROUP_LIMIT = 512
 
 #: A receive that waits re-checks the database at least this often, so that
 #: messages written by another process (``dlq redrive``) are noticed.
@@ -100,10 +94,6 @@ CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
 """
 
 
-class QueueError(WorkerError):
-    """The local queue cannot do what was asked; the message says why."""
-
-
 @dataclass(frozen=True)
 class DeadLetter:
     """A message in the dead-letter table."""
@@ -121,7 +111,7 @@ class DeadLetter:
         """A JSON-ready dict, with times as ISO-8601 UTC instants."""
         data = asdict(self)
         for key in ("sent_at", "first_received_at", "dead_lettered_at"):
-            data[key] = _iso(data[key])
+            data[key] = iso_time(data[key])
         return data
 
 
@@ -140,7 +130,7 @@ def new_message_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso_time(epoch: float | None) -> str | None:
     if epoch is None:
         return None
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -187,233 +177,6 @@ def _receipt_seq(receipt_handle: Any) -> int | None:
         return None
 
 
-class _Job:
-    """One write waiting for the writer thread: a function of the connection, or rows to insert."""
-
-    __slots__ = ("run", "inserts", "wakes", "done", "then", "ok", "value")
-
-    def __init__(
-        self,
-        run: Callable[[sqlite3.Connection], Any] | None = None,
-        *,
-        inserts: list[tuple[str, str, float]] | None = None,
-        wakes: bool = False,
-        then: Callable[[_Job], None] | None = None,
-    ) -> None:
-        self.run = run
-        self.inserts = inserts  # (message id, body, delay seconds)
-        self.wakes = wakes  # makes messages visible: wake waiting receivers once committed
-        self.then = then  # called on the writer thread once settled, instead of waking a waiting thread
-        if then is None:
-            # A plain lock, held until the writer has settled the job: cheaper than a Future's condition.
-            self.done = _thread.allocate_lock()
-            self.done.acquire()
-        self.ok = False
-        self.value: Any = None
-
-    def settled(self) -> None:
-        """Hand the result over: wake the thread waiting for it, or call ``then``."""
-        if self.then is None:
-            self.done.release()
-            return
-        try:
-            self.then(self)
-        except Exception:
-            logger.exception("a callback of the local queue failed")
-
-
-#: Rows written by one INSERT statement (4 parameters each, well under SQLite's limit of 999).
-_ROWS_PER_INSERT = 128
-
-
-def _insert_rows(connection: sqlite3.Connection, jobs: Sequence[_Job]) -> None:
-    # One multi-row INSERT rather than executemany: executemany steps once per row, and every
-    # step gives up the GIL, which this thread, the one every request waits for, must then win back.
-    now = time.time()
-    values = [
-        value
-        for job in jobs
-        for message_id, body, delay in job.inserts
-        for value in (message_id, body, now, now + delay)
-    ]
-    for start in range(0, len(values), 4 * _ROWS_PER_INSERT):
-        chunk = values[start : start + 4 * _ROWS_PER_INSERT]
-        connection.execute(_insert_statement(len(chunk) // 4), chunk)
-
-
-@functools.lru_cache(maxsize=_ROWS_PER_INSERT)
-def _insert_statement(rows: int) -> str:
-    return "INSERT INTO messages (id, body, sent_at, visible_at) VALUES " + ",".join(["(?,?,?,?)"] * rows)
-
-
-class _JobFailed(Exception):
-    """A job raised while the group ran without savepoints: run the group again, each job isolated."""
-
-
-class _Writer:
-    """One thread that runs every write; the writes waiting for it share one transaction (group commit).
-
-    A group first runs as one plain transaction, with the rows of consecutive
-    inserts written by a single statement; only if some job raises is the
-    group run again with a savepoint per job, so that a failing write does not
-    undo the others. Each SQLite call lets other threads take the GIL and this
-    thread then waits to get it back, so fewer statements per group keep the
-    writer, which every request waits for, from falling behind under load.
-    """
-
-    def __init__(self, connect: Callable[[], sqlite3.Connection], on_commit: Callable[[], None]) -> None:
-        self._connect = connect
-        self._on_commit = on_commit
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="letsgo-queue-writer", daemon=True)
-        self._closed = False
-        self._thread.start()
-
-    def submit(self, run: Callable[[sqlite3.Connection], Any] | None = None, **options: Any) -> Any:
-        """Run ``run(connection)`` (or insert ``inserts=[(id, body, delay)]``) in a committed transaction.
-
-        Returns the result once it is on disk; raises what the job raised, or
-        :class:`QueueError` when the transaction could not be committed.
-        """
-        if self._closed:
-            raise QueueError("the local queue is closed")
-        job = _Job(run, **options)
-        self._jobs.put(job)
-        job.done.acquire()
-        if job.ok:
-            return job.value
-        raise job.value
-
-    def submit_then(self, then: Callable[[_Job], None], run: Callable[[sqlite3.Connection], Any] | None = None,
-                    **options: Any) -> None:
-        """Like :meth:`submit` without waiting: ``then(job)`` is called on this thread once it is settled."""
-        if self._closed:
-            raise QueueError("the local queue is closed")
-        self._jobs.put(_Job(run, then=then, **options))
-
-    def close(self) -> None:
-        """Finish the writes already submitted, then stop the thread."""
-        if not self._closed:
-            self._closed = True
-            self._jobs.put(None)
-            self._thread.join()
-
-    def _run(self) -> None:
-        connection = self._connect()
-        try:
-            while True:
-                first = self._jobs.get()
-                if first is None:
-                    return
-                jobs = [first]
-                stop = False
-                while len(jobs) < _GROUP_LIMIT:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    jobs.append(job)
-                self._commit(connection, jobs)
-                if stop:
-                    return
-        finally:
-            connection.close()
-            # A job submitted while the queue was closing gets an error, not an endless wait.
-            while True:
-                try:
-                    job = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if job is not None:
-                    job.value = QueueError("the local queue is closed")
-                    job.settled()
-
-    def _commit(self, connection: sqlite3.Connection, jobs: list[_Job]) -> None:
-        try:
-            try:
-                if not self._insert_alone(connection, jobs):
-                    self._run_group(connection, jobs)
-                    connection.execute("COMMIT")
-            except _JobFailed:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                self._run_isolated(connection, jobs)
-                connection.execute("COMMIT")
-        except Exception as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            failure = QueueError(f"could not write to the local queue: {type(error).__name__}: {error}")
-            for job in jobs:
-                job.ok, job.value = False, failure
-                job.settled()
-            return
-        wake = False
-        for job in jobs:
-            wake = wake or job.wakes
-            job.settled()
-        if wake:
-            self._on_commit()
-
-    @staticmethod
-    def _insert_alone(connection: sqlite3.Connection, jobs: list[_Job]) -> bool:
-        """Commit a group of nothing but a few inserts as one statement; False for any other group.
-
-        A single statement outside a transaction is its own transaction, as
-        durable as any: one SQLite call instead of BEGIN, INSERT and COMMIT.
-        """
-        if any(job.inserts is None for job in jobs) or sum(len(job.inserts) for job in jobs) > _ROWS_PER_INSERT:
-            return False
-        try:
-            _insert_rows(connection, jobs)
-        except Exception as error:
-            raise _JobFailed from error
-        for job in jobs:
-            job.ok = True
-        return True
-
-    @staticmethod
-    def _run_group(connection: sqlite3.Connection, jobs: list[_Job]) -> None:
-        connection.execute("BEGIN IMMEDIATE")
-        start = 0
-        while start < len(jobs):
-            if jobs[start].inserts is not None:
-                end = start
-                while end < len(jobs) and jobs[end].inserts is not None:
-                    end += 1
-                try:
-                    _insert_rows(connection, jobs[start:end])
-                except Exception as error:
-                    raise _JobFailed from error
-                for job in jobs[start:end]:
-                    job.ok = True
-                start = end
-                continue
-            job = jobs[start]
-            try:
-                job.value = job.run(connection)
-            except Exception as error:
-                raise _JobFailed from error
-            job.ok = True
-            start += 1
-
-    @staticmethod
-    def _run_isolated(connection: sqlite3.Connection, jobs: list[_Job]) -> None:
-        connection.execute("BEGIN IMMEDIATE")
-        for job in jobs:
-            connection.execute("SAVEPOINT job")
-            try:
-                job.value = job.run(connection) if job.inserts is None else _insert_rows(connection, [job])
-                job.ok = True
-                connection.execute("RELEASE job")
-            except Exception as error:
-                connection.execute("ROLLBACK TO job")
-                connection.execute("RELEASE job")
-                job.ok, job.value = False, error
-
-
 class LocalQueue:
     """A durable queue in one SQLite file, with SQS semantics; also a :class:`host.delivery.MessageSource`.
 
@@ -446,7 +209,7 @@ class LocalQueue:
         self._generation = 0
         self._reader_lock = threading.Lock()
         self._reader = self._connect()
-        self._writer = _Writer(self._connect, self._wake)
+        self._writer = GroupCommitWriter(self._connect, self._wake)
 
     @classmethod
     def from_settings(cls, settings: Settings, path: str | None = None, *, create: bool = True) -> LocalQueue:
@@ -465,7 +228,7 @@ class LocalQueue:
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
             # A statement cache large enough for every size of multi-row INSERT and the rest.
-            self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=2 * _ROWS_PER_INSERT
+            self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=2 * ROWS_PER_INSERT
         )
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA busy_timeout=30000")
@@ -545,7 +308,7 @@ class LocalQueue:
         rows = [(message_id or new_message_id(), body, delay_seconds) for message_id, body in messages]
         ids = [message_id for message_id, _, _ in rows]
 
-        def settled(job: _Job) -> None:
+        def settled(job: WriteJob) -> None:
             if job.ok:
                 then(ids, None)
             else:
@@ -870,108 +633,3 @@ def _record(
         "eventSourceARN": EVENT_SOURCE_ARN,
         "awsRegion": "local",
     }
-
-
-# -- the serve lock ------------------------------------------------------------
-
-
-class ServeLock:
-    """An exclusive lock beside the database: one ``serve`` per queue file.
-
-    Holding it, a server knows that messages still claimed in the database
-    were claimed by a server that stopped (even by ``kill -9``), and can make
-    them visible at once. The operating system drops the lock when the process dies.
-    """
-
-    def __init__(self, db_path: str) -> None:
-        self.path = os.path.abspath(db_path) + ".lock"
-        self._file = None
-
-    def acquire(self) -> bool:
-        """Take the lock; raise :class:`StartupError` when another server holds it.
-
-        Returns False where file locks are unavailable (then nothing is reclaimed).
-        """
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; run one server per database
-            return False
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
-            raise StartupError(
-                f"another `letsgo-worker serve` (pid {holder}) is using {self.path[:-5]}; stop it or pass another --db"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._file = handle
-        return True
-
-    def release(self) -> None:
-        """Give the lock up."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-# -- letsgo-worker dlq ----------------------------------------------------------
-
-
-def default_db_path() -> str:
-    """The queue file: ``LETSGO_WORKER_DB`` (also from ``.env``) or ``.letsgo/worker.db``."""
-    from host.config import load_dotenv_file
-
-    load_dotenv_file()
-    return os.environ.get("LETSGO_WORKER_DB") or ".letsgo/worker.db"
-
-
-def cli_dlq(args: argparse.Namespace) -> int:
-    """``letsgo-worker dlq list [--json] | redrive [ID ... | --all] | purge``, each with ``--db PATH``."""
-    path = args.db or default_db_path()
-    try:
-        local_queue = LocalQueue(path, create=False)
-    except QueueError as error:
-        raise StartupError(str(error)) from None
-    with local_queue:
-        if args.dlq_command == "list":
-            return _dlq_list(local_queue, args.json)
-        if args.dlq_command == "redrive":
-            if bool(args.ids) == bool(args.all):
-                print("letsgo-worker: error: name the message ids to redrive, or pass --all (not both)", file=sys.stderr)
-                return 2
-            try:
-                moved = local_queue.redrive(None if args.all else args.ids)
-            except QueueError as error:
-                print(f"letsgo-worker: error: {error}", file=sys.stderr)
-                return 2
-            print(f"redrove {moved} message{'s' * (moved != 1)} to the queue")
-            return 0
-        purged = local_queue.purge_dead_letters()
-        print(f"purged {purged} dead-lettered message{'s' * (purged != 1)}")
-        return 0
-
-
-def _dlq_list(local_queue: LocalQueue, as_json: bool) -> int:
-    letters = local_queue.dead_letters()
-    if as_json:
-        print(json.dumps([letter.to_json() for letter in letters], indent=2))
-        return 0
-    if not letters:
-        print(f"the dead-letter queue is empty ({local_queue.path})")
-        return 0
-    for letter in letters:
-        print(f"{letter.id}  received {letter.receive_count} time{'s' * (letter.receive_count != 1)}"
-              f"  dead-lettered {_iso(letter.dead_lettered_at)}")
-        print(f"  reason:     {letter.reason}")
-        print(f"  last error: {letter.last_error or '-'}")
-        print(f"  body:       {letter.body}")
-    print(f"{len(letters)} dead-lettered message{'s' * (len(letters) != 1)}; "
-          "`letsgo-worker dlq redrive ID` or `--all` sends them back")
-    return 0

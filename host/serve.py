@@ -63,6 +63,52 @@ def cli_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class ServeLock:
+    """An exclusive lock beside the database: one ``serve`` per queue file.
+
+    Holding it, a server knows that messages still claimed in the database
+    were claimed by a server that stopped (even by ``kill -9``), and can make
+    them visible at once. The operating system drops the lock when the process dies.
+    """
+
+    def __init__(self, db_path: str) -> None:
+        self.path = os.path.abspath(db_path) + ".lock"
+        self._file = None
+
+    def acquire(self) -> bool:
+        """Take the lock; raise :class:`StartupError` when another server holds it.
+
+        Returns False where file locks are unavailable (then nothing is reclaimed).
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; run one server per database
+            return False
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StartupError(
+                f"another `letsgo-worker serve` (pid {holder}) is using {self.path[:-5]}; stop it or pass another --db"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock up."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
 def is_loopback(host: str) -> bool:
     """True when ``host`` is an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     import ipaddress
@@ -135,7 +181,7 @@ class Runtime:
             self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
 
     def _open_local_queue(self):
-        from host.local_queue import LocalQueue, QueueError, ServeLock
+        from host.local_queue import LocalQueue, QueueError
 
         self.lock = ServeLock(self.settings.db_path)
         exclusive = self.lock.acquire()

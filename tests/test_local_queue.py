@@ -15,7 +15,8 @@ from host import hookimpl
 from host.delivery import Delivery, MessageSource, backoff_seconds
 from host.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.local_queue import LocalQueue, QueueError, ServeLock
+from host.local_queue import LocalQueue, QueueError
+from host.serve import ServeLock
 from host.testing import wait_until
 
 
