@@ -22,14 +22,15 @@ import asyncio
 import contextvars
 import json
 import logging
-import threading
 import time
 import types
-from collections.abc import Coroutine, Generator, Iterable
+from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from host.deadline import Deadline, cancel_at_deadline, wait_until_deadline
 from host.dispatch import Outcome, Status, dispatch, notify_rejection
+from host.loops import run  # noqa: F401  (part of this module's interface: host.batch.run)
 from host.logs import log_fields
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ logger = logging.getLogger("letsgo.batch")
 
 T = TypeVar("T")
 
-#: How long cancelled async handlers get to run their ``finally`` blocks at the deadline.
-_CANCEL_GRACE_SECONDS = 0.2
 #: Bodies longer than this are not parsed again just to name their type in a log line.
 _PEEK_LIMIT = 256 * 1024
 
@@ -125,68 +124,6 @@ def _peek_type(record: Any) -> str | None:
         return None
     type_ = value.get("type") if isinstance(value, dict) else None
     return type_[:200] if isinstance(type_, str) else None
-
-
-# -- the deadline --------------------------------------------------------------
-
-
-class Deadline:
-    """When an invocation must stop starting work, read from its Lambda context.
-
-    Without a context (or one lacking ``get_remaining_time_in_millis``, like the
-    empty object the original local server passed) there is no deadline.
-    """
-
-    def __init__(self, lambda_context: Any, margin_ms: float) -> None:
-        method = getattr(lambda_context, "get_remaining_time_in_millis", None)
-        self._remaining = method if callable(method) else None
-        self.margin_ms = margin_ms
-        self.reached = False
-
-    def remaining_ms(self) -> float | None:
-        """Milliseconds before Lambda's timeout, or None when unknown."""
-        if self._remaining is None:
-            return None
-        try:
-            return float(self._remaining())
-        except Exception:  # a context that cannot tell gives no deadline, not a failed batch
-            return None
-
-    def passed(self) -> bool:
-        """True once the remaining time is below the margin: start nothing more."""
-        remaining = self.remaining_ms()
-        if remaining is not None and remaining < self.margin_ms:
-            self.reached = True
-        return self.reached
-
-    def budget_seconds(self) -> float | None:
-        """Seconds work may still run before the margin, or None without a deadline."""
-        remaining = self.remaining_ms()
-        if remaining is None:
-            return None
-        return max(0.0, (remaining - self.margin_ms) / 1000)
-
-
-async def wait_until_deadline(tasks: Iterable[asyncio.Future[Any]], deadline: Deadline) -> set[asyncio.Future[Any]]:
-    """Wait for ``tasks`` until the deadline's budget is spent; cancel and return those still running.
-
-    Cancelled async work gets a short grace to unwind. A sync handler cannot be
-    stopped: its thread runs on, but nothing waits for it any more.
-    """
-    tasks = set(tasks)
-    if not tasks:
-        return set()
-    _, pending = await asyncio.wait(tasks, timeout=deadline.budget_seconds())
-    if pending:
-        await _cancel_at_deadline(pending, deadline)
-    return pending
-
-
-async def _cancel_at_deadline(pending: set[asyncio.Future[Any]], deadline: Deadline) -> None:
-    deadline.reached = True
-    for task in pending:
-        task.cancel()
-    await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
 
 
 # -- processing ----------------------------------------------------------------
@@ -326,7 +263,7 @@ class _Batch:
             _, pending = await asyncio.wait(current, timeout=self.deadline.budget_seconds())
             if pending:
                 # Cancelled tasks start nothing more: each one follows one record, or has not begun.
-                await _cancel_at_deadline({task for task in self.tasks if not task.done()}, self.deadline)
+                await cancel_at_deadline({task for task in self.tasks if not task.done()}, self.deadline)
                 return
 
     def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
@@ -425,49 +362,6 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
         rejected=rejected, duration_ms=round(duration, 1), fifo_groups=fifo_groups or None,
         deadline_reached=True if batch.deadline.reached else None, request_id=request_id,
     )
-
-
-# -- event loops ---------------------------------------------------------------
-
-_loops: dict[threading.Thread, asyncio.AbstractEventLoop] = {}
-_loops_lock = threading.Lock()
-
-
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """This thread's event loop, kept for the life of the thread.
-
-    Reusing the loop across warm Lambda invocations (and across a local
-    delivery thread's batches) keeps loop-bound objects that handlers cache,
-    such as an async HTTP client, valid from one batch to the next.
-    """
-    thread = threading.current_thread()
-    with _loops_lock:
-        for other in [t for t in _loops if not t.is_alive()]:
-            _loops.pop(other).close()  # its thread is gone: nothing can be running on it
-        loop = _loops.get(thread)
-        if loop is None or loop.is_closed():
-            loop = _loops[thread] = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    return loop
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion on this thread's reusable event loop.
-
-    Blocking: call it from synchronous code (the Lambda handler, a delivery
-    thread), never from a coroutine, where it would have to block the loop.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        coro.close()
-        raise RuntimeError(
-            "host.batch.run() was called from a running event loop; call the batch and tick "
-            "functions from a thread (for example with loop.run_in_executor)"
-        )
-    return _thread_loop().run_until_complete(coro)
 
 
 def process_sqs_event(worker: Worker, event: dict[str, Any], lambda_context: Any = None) -> BatchResult:

@@ -16,7 +16,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from host.batch import Deadline, run, wait_until_deadline
+from host.deadline import Deadline, wait_until_deadline
+from host.loops import run
 from host.context import Context
 from host.errors import WorkerError
 from host.logs import log_fields
@@ -110,6 +111,6 @@ def run_scheduled(worker: Worker, event: Any, lambda_context: Any = None) -> Non
 
     Each implementation runs even when another fails; afterwards, if any failed,
     raise :class:`ScheduledError` naming every failed plugin and its error.
-    Blocking (see :func:`host.batch.run`).
+    Blocking (see :func:`host.loops.run`).
     """
     run(run_scheduled_async(worker, event, lambda_context))
