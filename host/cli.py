@@ -117,8 +117,15 @@ def _started_worker():
 
 
 def cli_plugins(args: argparse.Namespace) -> int:
-    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types."""
+    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types.
+
+    A plugin that failed to load is listed too, with ``loaded`` false and its
+    problems, so scripts reading the JSON see it as well as people reading stderr.
+    """
     worker = _started_worker()
+    problems: dict[str, list[str]] = {}
+    for problem in worker.problems:
+        problems.setdefault(problem.plugin, []).append(problem.message)
     rows = []
     for info in worker.plugins:
         rows.append(
@@ -127,8 +134,18 @@ def cli_plugins(args: argparse.Namespace) -> int:
                 "distribution": info.distribution,
                 "version": info.version,
                 "builtin": info.builtin,
+                "loaded": True,
                 "hooks": worker.plugin_hooks(info),
                 "types": [entry.type for entry in worker.registry if entry.plugin == info.name],
+                "problems": problems.pop(info.name, []),
+            }
+        )
+    failed = {problem.plugin: problem.distribution for problem in worker.problems}
+    for name, messages in problems.items():
+        rows.append(
+            {
+                "name": name, "distribution": failed[name], "version": None, "builtin": False,
+                "loaded": False, "hooks": [], "types": [], "problems": messages,
             }
         )
     if args.json:
@@ -137,7 +154,8 @@ def cli_plugins(args: argparse.Namespace) -> int:
     if not rows:
         print("no plugins loaded")
     for row in rows:
-        print(f"{row['name']} ({row['distribution'] or 'in-process'} {row['version'] or ''})".replace(" )", ")"))
+        state = "" if row["loaded"] else " NOT LOADED"
+        print(f"{row['name']} ({row['distribution'] or 'in-process'} {row['version'] or ''})".replace(" )", ")") + state)
         print(f"  hooks: {', '.join(row['hooks']) or '-'}")
         print(f"  types: {', '.join(row['types']) or '-'}")
     return 0

@@ -68,6 +68,17 @@ def test_disabled_plugin_vanishes_from_the_listing():
     assert "OrderNew" not in {row["type"] for row in json.loads(result.stdout)}
 
 
+def test_broken_plugin_is_listed_as_not_loaded_in_plugins_json(tmp_path: Path):
+    write_distribution(tmp_path, "acme-broken", "acme_broken", "import no_such_module_anywhere\n")
+    result = run_cli("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
+    assert result.returncode == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    broken = rows["acme_broken"]
+    assert (broken["loaded"], broken["distribution"], broken["types"]) == (False, "acme-broken", [])
+    assert "No module named 'no_such_module_anywhere'" in broken["problems"][0]
+    assert rows["example_orders"]["loaded"] is True and rows["example_orders"]["problems"] == []
+
+
 def test_broken_plugin_is_reported_on_stderr_and_the_rest_list(tmp_path: Path):
     write_distribution(tmp_path, "acme-broken", "acme_broken", "import no_such_module_anywhere\n")
     result = run_cli("types", "--json", env={"PYTHONPATH": str(tmp_path)})
