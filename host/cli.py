@@ -110,9 +110,10 @@ def _setup_logging() -> None:
 def _started_worker():
     from host.worker import get_worker
 
+    from host.plugins import report_problems
+
     worker = get_worker()
-    for problem in worker.problems:
-        print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
+    report_problems(worker.problems)
     return worker
 
 

@@ -131,6 +131,14 @@ def load_entry_point_plugins(
     return loaded, problems
 
 
+def report_problems(problems: list[PluginProblem]) -> None:
+    """Print each plugin problem on stderr, naming the plugin (the CLI's and the server's report)."""
+    import sys
+
+    for problem in problems:
+        print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
+
+
 def hooks_of(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     """Names of the hooks ``plugin`` implements, sorted."""
     return sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])

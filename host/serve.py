@@ -31,9 +31,9 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 def cli_serve(args: argparse.Namespace) -> int:
     """Run the local runtime until SIGINT/SIGTERM; return the exit status."""
-    from host.config import Settings, load_dotenv_file
+    from host.config import Settings
 
-    load_dotenv_file()
+    # host.cli.main has loaded .env already.
     overrides = {
         name: value
         for name, value in (("host", args.host), ("port", args.port), ("db_path", args.db))
@@ -213,14 +213,14 @@ class Runtime:
         return enqueue(message, delay_seconds=delay_seconds)
 
     def _start_worker(self, settings: Settings):
+        from host.plugins import report_problems
         from host.worker import Worker, set_worker
 
         worker = Worker(settings)
         # The idempotency store keeps its records beside the local queue.
         worker.local_db_path = None if self.queue is None else self.queue.path
         worker.start()
-        for problem in worker.problems:
-            print(f"letsgo-worker: plugin {problem.plugin!r}: {problem.message}", file=sys.stderr)
+        report_problems(worker.problems)
         # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.
         set_worker(worker)
         return worker
