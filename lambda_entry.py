@@ -6,12 +6,12 @@ SDKs only when a message needs them.
 
 import os
 
-from host.events import handle_event
+from host.aws.events import handle_event
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # In a Lambda execution environment: the worker's logs become JSON lines on
     # standard output, which CloudWatch Logs Insights reads field by field.
-    from host.logs import configure_logging
+    from host.core.logs import configure_logging
 
     configure_logging()
 

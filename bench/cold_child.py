@@ -37,7 +37,7 @@ def main() -> None:
     imported = time.perf_counter()
     if subject == "letsgo":
         # The first invocation would do this itself; timed apart to show where the time goes.
-        from host.worker import get_worker
+        from host.core.worker import get_worker
 
         get_worker()
     discovered = time.perf_counter()

@@ -50,7 +50,7 @@ def storage_alone(directory, threads: int, seconds: float) -> float:
     import threading
     import time
 
-    from host.local_queue import LocalQueue
+    from host.local.queue import LocalQueue
 
     queue = LocalQueue(directory / "storage-alone.db")
     body = order_body(1)

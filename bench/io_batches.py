@@ -20,8 +20,8 @@ ROUNDS = {"full": 20, "quick": 8, "tiny": 1}
 def letsgo_subjects():
     """The host's handler for the I/O types: every installed plugin plus the bench plugin."""
     from host.config import Settings
-    from host.events import handle_event
-    from host.worker import Worker
+    from host.aws.events import handle_event
+    from host.core.worker import Worker
 
     worker = Worker(Settings.from_env({}), plugins=[bench_plugin]).start()
     return lambda event, context: handle_event(event, context, worker=worker)

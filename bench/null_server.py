@@ -1,6 +1,6 @@
 """The same HTTP stack as ``letsgo-worker serve`` answering ``POST /`` with 201, storing nothing.
 
-``host.http_server.LocalServer`` with a queue whose ``enqueue_many`` only makes
+``host.local.http_server.LocalServer`` with a queue whose ``enqueue_many`` only makes
 ids: the request parsing, intake checks and responses are the real ones, the
 durable commit is not. ``python -m bench.null_server`` prints ``listening on
 URL`` to stderr and runs until SIGTERM.
@@ -27,7 +27,7 @@ class NullQueue:
 
 
 def main() -> int:
-    from host.http_server import LocalServer
+    from host.local.http_server import LocalServer
 
     queue = NullQueue()
     server = LocalServer("127.0.0.1", 0, queue=queue, health=lambda: {"status": "ok", "queue": queue.counts()}).start()

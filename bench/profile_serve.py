@@ -44,7 +44,7 @@ def _profile_every_thread() -> None:
 def profile_serve(seconds: float, connections: int, top: int = 25) -> str:
     """Run the server under load for ``seconds``; return the merged profile as text."""
     from host.config import Settings
-    from host.serve import Runtime
+    from host.local.runtime import Runtime
 
     _profile_every_thread()
     with isolated_cwd() as directory:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pluggy
 
-from host.context import Context, MessageContext
-from host.registry import Message
+from host.core.context import Context, MessageContext
+from host.core.registry import Message
 
 __version__ = "0.1.0"
 

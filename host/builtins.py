@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict
 
 from host import hookimpl
-from host.slack_text import escape, escape_line, serialize_identity
+from host.services.mrkdwn import escape, escape_line, serialize_identity
 
 if TYPE_CHECKING:
-    from host.context import MessageContext
-    from host.registry import Message
+    from host.core.context import MessageContext
+    from host.core.registry import Message
 
 CONTACT = "letsgo:contact"
 TENANT_NEW = "letsgo:tenant:new"

@@ -5,7 +5,7 @@ Fixtures (available in any project that has letsgo-worker installed):
 - ``notifications``: a :class:`NotificationRecorder`; every notification sent
   through ``ctx.notify()`` lands in ``notifications.texts``.
 - ``make_worker``: ``make_worker(plugins=[...], env={...}, entry_points=True)``
-  builds and starts a :class:`host.worker.Worker` (stopped after the test).
+  builds and starts a :class:`host.core.worker.Worker` (stopped after the test).
 - ``worker``: a started worker with the installed plugins and the recorder.
 
 Event factories: :func:`sqs_record`, :func:`sqs_event`, :func:`scheduled_event`,
@@ -30,9 +30,9 @@ import pytest
 from host import hookimpl
 
 if TYPE_CHECKING:
-    from host.batch import BatchResult
-    from host.notify import Notification
-    from host.worker import Worker
+    from host.core.batch import BatchResult
+    from host.core.notify import Notification
+    from host.core.worker import Worker
 
 
 def sqs_record(
@@ -109,8 +109,8 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 
 def run_batch(worker: Worker, *messages: Mapping[str, Any] | str, **record_options: Any) -> BatchResult:
-    """Run ``messages`` through the SQS batch path and return the :class:`host.batch.BatchResult`."""
-    from host.batch import process_sqs_event
+    """Run ``messages`` through the SQS batch path and return the :class:`host.core.batch.BatchResult`."""
+    from host.core.batch import process_sqs_event
 
     return process_sqs_event(worker, sqs_event(*messages, **record_options))
 
@@ -176,7 +176,7 @@ def make_worker() -> Iterable[Callable[..., Worker]]:
     after the test.
     """
     from host.config import Settings
-    from host.worker import Worker
+    from host.core.worker import Worker
 
     made: list[Worker] = []
 

@@ -42,7 +42,7 @@ def slack():
 @pytest.fixture(autouse=True)
 def _fresh_process_worker():
     """Each test starts without a process-wide worker left over by another test."""
-    from host.worker import reset_worker
+    from host.core.worker import reset_worker
 
     reset_worker()
     yield

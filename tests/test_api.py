@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from host.api import (
+from host.services.api import (
     ERROR_BODY_EXCERPT,
     RENEW_BEFORE_EXPIRY_SECONDS,
     TOKEN_LIFETIME_SECONDS,
@@ -452,6 +452,6 @@ def test_token_without_a_key_exits_2(tmp_path):
 
 
 def test_importing_host_api_loads_no_heavy_library():
-    code = "import sys, host.api; print([m for m in ('jwt', 'cryptography', 'httpx') if m in sys.modules])"
+    code = "import sys, host.services.api; print([m for m in ('jwt', 'cryptography', 'httpx') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"

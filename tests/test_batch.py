@@ -1,8 +1,8 @@
 """SQS batch semantics: partial failures, concurrency, FIFO order, the deadline guard, logs.
 
 Batches are real AWS sample events from tests/fixtures/aws, or events built
-from them, run through ``host.events.handle_event`` (what ``lambda_entry.handler``
-calls) or ``host.batch.process_sqs_event`` (what the local runtime calls).
+from them, run through ``host.aws.events.handle_event`` (what ``lambda_entry.handler``
+calls) or ``host.core.batch.process_sqs_event`` (what the local runtime calls).
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import pytest
 from pydantic import BaseModel
 
 from host import hookimpl
-from host.batch import process_sqs_event, record_group, run
-from host.dispatch import Status
-from host.events import handle_event
-from host.logs import ROOT_LOGGER, configure_logging
+from host.core.batch import process_sqs_event, record_group, run
+from host.core.dispatch import Status
+from host.aws.events import handle_event
+from host.core.logs import ROOT_LOGGER, configure_logging
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "aws"
 WAIT = 10  # seconds a test waits for something that should happen at once; never reached when correct

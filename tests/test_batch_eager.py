@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from host import hookimpl
-from host.batch import process_sqs_event
-from host.dispatch import Status
+from host.core.batch import process_sqs_event
+from host.core.dispatch import Status
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "aws"
 WAIT = 10  # seconds; never reached when correct

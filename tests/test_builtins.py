@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 from host.builtins import ContactPayload, TenantDeletedPayload, TenantNewPayload
-from host.slack_text import escape, escape_line, serialize_identity
+from host.services.mrkdwn import escape, escape_line, serialize_identity
 from host.testing import run_batch
 
 AUTH0 = {"iss": "https://goletsgo.us.auth0.com/", "sub": "BPRZ8kbjmj1S2xrS0i2dj3oEb6bkeaxn@clients"}

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from host import hookimpl
-from host.batch import run
-from host.dispatch import Status, dispatch
+from host.core.batch import run
+from host.core.dispatch import Status, dispatch
 
 
 class Greeting(BaseModel):

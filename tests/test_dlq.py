@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from host.dispatch import Outcome, Status
-from host.local_queue import LocalQueue
+from host.core.dispatch import Outcome, Status
+from host.local.queue import LocalQueue
 
 
 def run(cwd, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from moto_server import aws, serialized_moto_server, unique  # noqa: F401 (fixtures)
 
-from host.idempotency import (
+from host.services.idempotency import (
     DEFAULT_TTL_SECONDS,
     DynamoIdempotencyStore,
     IdempotencyError,
@@ -148,7 +148,7 @@ def test_concurrent_claims_of_many_keys_each_win_once(store):
 
 CLAIMER = """
 import json, sys
-from host.idempotency import SqliteIdempotencyStore
+from host.services.idempotency import SqliteIdempotencyStore
 store = SqliteIdempotencyStore(sys.argv[1])
 print(json.dumps([key for key in (f"job-{n}" for n in range(200)) if store.claim(key)]))
 """
@@ -228,6 +228,6 @@ def test_an_explicit_store_wins(make_worker, tmp_path):
 
 
 def test_importing_host_idempotency_loads_no_heavy_library():
-    code = "import sys, host.idempotency; print([m for m in ('boto3', 'botocore') if m in sys.modules])"
+    code = "import sys, host.services.idempotency; print([m for m in ('boto3', 'botocore') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"

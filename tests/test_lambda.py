@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from host import hookimpl
-from host.events import UnsupportedEvent, handle_event
-from host.scheduled import ScheduledError
+from host.aws.events import UnsupportedEvent, handle_event
+from host.core.ticks import ScheduledError
 from host.testing import write_distribution
 
 ROOT = Path(__file__).resolve().parent.parent

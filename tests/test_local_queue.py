@@ -12,11 +12,11 @@ import time
 import pytest
 
 from host import hookimpl
-from host.delivery import Delivery, MessageSource, backoff_seconds
-from host.dispatch import Outcome, Status
+from host.local.delivery import Delivery, MessageSource, backoff_seconds
+from host.core.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.local_queue import LocalQueue, QueueError
-from host.serve import ServeLock
+from host.local.queue import LocalQueue, QueueError
+from host.local.runtime import ServeLock
 from host.testing import wait_until
 
 
@@ -95,7 +95,7 @@ def test_a_received_message_is_invisible_until_its_visibility_timeout_then_recei
 
 @pytest.mark.parametrize("packed", [True, False], ids=["rows-as-one-json-array", "row-by-row"])
 def test_a_claim_reads_the_same_records_with_or_without_sqlites_json_functions(make_queue, monkeypatch, packed):
-    import host.local_queue as local_queue
+    import host.local.queue as local_queue
 
     monkeypatch.setattr(local_queue, "_json_rows", None if packed else False)
     queue = make_queue()

@@ -12,8 +12,8 @@ import pytest
 
 from host import hookimpl
 from host.errors import StartupError
-from host.schedule import parse_schedule
-from host.scheduler import Scheduler, load_schedule, scheduled_event
+from host.schedule.expressions import parse_schedule
+from host.local.timer import Scheduler, load_schedule, scheduled_event
 
 # A real event from EventBridge Scheduler (see tests/fixtures/aws/MANIFEST.md).
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "aws" / "eventbridge-scheduler-event.powertools.json"

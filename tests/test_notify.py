@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from host import hookimpl
-from host.dispatch import rejection_text
+from host.core.dispatch import rejection_text
 from host.errors import NotificationError
-from host.notify import Notification, deliver
+from host.core.notify import Notification, deliver
 from host.testing import run_batch, scheduled_event
 
 
@@ -177,9 +177,9 @@ def test_the_rejection_notification_is_posted_off_the_event_loop(make_worker):
 
 
 def test_sync_notify_from_async_code_still_delivers_and_warns_once(make_worker, caplog, monkeypatch):
-    import host.notify
+    import host.core.notify
 
-    monkeypatch.setattr(host.notify, "_warned_about_blocking", False)
+    monkeypatch.setattr(host.core.notify, "_warned_about_blocking", False)
     sink = Sink("recording_sink")
     worker = make_worker(plugins=[Announcer(), sink], entry_points=False)
     result = run_batch(worker, *[{"type": "AnnounceBlocking", "payload": None}] * 2)
@@ -190,7 +190,7 @@ def test_sync_notify_from_async_code_still_delivers_and_warns_once(make_worker, 
 
 
 def test_scheduled_hooks_notify_through_their_context(make_worker):
-    from host.events import handle_event
+    from host.aws.events import handle_event
 
     class Nightly:
         __name__ = "nightly"
@@ -257,7 +257,7 @@ def test_an_invalid_payload_notification_names_the_type(make_worker):
 
 
 def test_rejection_text_keeps_each_field_on_its_line():
-    from host.dispatch import Outcome, Status
+    from host.core.dispatch import Outcome, Status
 
     outcome = Outcome(Status.REJECTED, "m-4\n*Reason:* forged", "Bad\ntype", None, "unknown message type 'Bad\\ntype'")
     assert rejection_text(outcome).splitlines()[1:] == [

@@ -179,7 +179,7 @@ def test_loading_is_lazy_and_once_per_process():
     code = textwrap.dedent(
         """
         import sys, json
-        import lambda_entry, host.worker as w
+        import lambda_entry, host.core.worker as w
         before = "example_orders" in sys.modules
         first = w.get_worker(); second = w.get_worker()
         print(json.dumps([before, first is second, "example_orders" in sys.modules]))
@@ -192,7 +192,7 @@ def test_loading_is_lazy_and_once_per_process():
 def test_trace_switch_logs_hook_calls(make_worker, caplog):
     caplog.set_level("INFO", logger="letsgo.trace")
     worker = make_worker(env={"LETSGO_WORKER_TRACE_PLUGINS": "1"})
-    from host.notify import Notification
+    from host.core.notify import Notification
 
     worker.pm.hook.letsgo_notify(notification=Notification("hello"))
     assert "hook letsgo_notify" in caplog.text
@@ -248,8 +248,8 @@ def test_an_unknown_hook_is_a_startup_error_when_strict(make_worker):
 
 
 def test_unknown_type_reason_names_plugins_that_failed_to_load(install_plugin, make_worker):
-    from host.batch import run
-    from host.dispatch import Status, dispatch
+    from host.core.batch import run
+    from host.core.dispatch import Status, dispatch
 
     install_plugin("acme-broken", "acme_broken", "raise ImportError('missing dependency')\n")
     worker = make_worker()

@@ -14,8 +14,8 @@ import pytest
 from moto_server import aws, create_queue, moto_server  # noqa: F401 (fixtures)
 
 from host.config import Settings
-from host.context import Context
-from host.queue import (
+from host.core.context import Context
+from host.services.enqueue import (
     MAX_MESSAGE_BYTES,
     EnqueueError,
     InvalidMessageError,
@@ -132,8 +132,8 @@ def test_ctx_aenqueue_sends_from_async_code(intake, make_worker):
 
 
 def test_local_enqueue_is_stored_by_the_real_local_server(tmp_path):
-    from host.http_server import LocalServer
-    from host.local_queue import LocalQueue
+    from host.local.http_server import LocalServer
+    from host.local.queue import LocalQueue
 
     with LocalQueue(tmp_path / "worker.db") as queue:
         server = LocalServer("127.0.0.1", 0, queue=queue).start()
@@ -151,7 +151,7 @@ def test_local_enqueue_is_stored_by_the_real_local_server(tmp_path):
 def test_enqueue_async_from_async_code(intake):
     import asyncio
 
-    from host.queue import enqueue_async
+    from host.services.enqueue import enqueue_async
 
     async def handler():
         return await enqueue_async(ORDER, 5, settings=local_settings(intake.url))
@@ -349,6 +349,6 @@ def test_send_to_sqs(aws):
 
 
 def test_importing_host_queue_loads_no_heavy_library():
-    code = "import sys, host.queue; print([m for m in ('boto3', 'botocore', 'httpx') if m in sys.modules])"
+    code = "import sys, host.services.enqueue; print([m for m in ('boto3', 'botocore', 'httpx') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"

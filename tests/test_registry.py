@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from host import hookimpl
 from host.errors import RegistrationError
-from host.registry import Registry
+from host.core.registry import Registry
 
 
 class Model(BaseModel):

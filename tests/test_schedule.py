@@ -1,4 +1,4 @@
-"""Schedule expressions, checked against answers from outside host/schedule.py.
+"""Schedule expressions, checked against answers from outside host/schedule/expressions.py.
 
 Where the expected values come from:
 
@@ -26,7 +26,7 @@ from croniter import CroniterBadDateError, croniter
 from dateutil import rrule
 from dateutil import tz as dateutil_tz
 
-from host.schedule import ScheduleError, cli_schedule_next, format_instant, parse_instant, parse_schedule
+from host.schedule.expressions import ScheduleError, cli_schedule_next, format_instant, parse_instant, parse_schedule
 
 UTC = timezone.utc
 CASES = json.loads((Path(__file__).parent / "schedule_cases.json").read_text())

@@ -26,7 +26,7 @@ from host.testing import wait_until, write_distribution
 PLUGIN = '''
 import json, os, threading, time
 from host import hookimpl
-from host.routes import Response
+from host.local.routes import Response
 
 _lock = threading.Lock()
 
@@ -524,6 +524,6 @@ def test_an_invalid_schedule_stops_start_up_saying_why(home, expression, says):
      ("0.0.0.0", False), ("::", False), ("192.168.1.20", False), ("worker.example.com", False)],
 )
 def test_only_loopback_addresses_bind_without_a_warning(host, loopback):
-    from host.serve import is_loopback
+    from host.local.runtime import is_loopback
 
     assert is_loopback(host) is loopback

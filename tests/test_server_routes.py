@@ -9,9 +9,9 @@ import pytest
 
 from host import hookimpl
 from host.errors import RegistrationError
-from host.http_server import LocalServer, encode_message
-from host.local_queue import LocalQueue
-from host.routes import Headers, Request, RequestError, Response, RouteTable, collect_routes
+from host.local.http_server import LocalServer, encode_message
+from host.local.queue import LocalQueue
+from host.local.routes import Headers, Request, RequestError, Response, RouteTable, collect_routes
 
 
 class RoutesPlugin:

@@ -310,7 +310,7 @@ LEAK_SCRIPT = textwrap.dedent(
     from host.config import Settings
     from host.errors import StartupError
     from host.testing import run_batch
-    from host.worker import Worker
+    from host.core.worker import Worker
 
     message = {"type": "letsgo:contact", "payload": {"email": "a@b.c", "name": "Ann", "message": "hi",
                "timestamp": "2024-01-01T00:00:00Z", "query": {}}}
@@ -387,7 +387,7 @@ UNINSTALLED_SCRIPT = textwrap.dedent(
     import json, os
     from host.config import Settings
     from host.testing import run_batch
-    from host.worker import Worker
+    from host.core.worker import Worker
 
     worker = Worker(Settings.from_env({"LETSGO_SLACK_URL": os.environ["SLACK_URL"]})).start()
     result = run_batch(worker, json.loads(os.environ["MESSAGE"]))

@@ -16,12 +16,12 @@ import pytest
 from moto_server import aws, create_queue, moto_server  # noqa: F401 (fixtures)
 
 from host import hookimpl
-from host.batch import process_sqs_event
+from host.core.batch import process_sqs_event
 from host.config import Settings
-from host.delivery import MessageSource
-from host.dispatch import Outcome, Status
+from host.local.delivery import MessageSource
+from host.core.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.sqs_source import SqsSource, retry_delay_seconds
+from host.aws.sqs_source import SqsSource, retry_delay_seconds
 from host.testing import write_distribution
 
 FIXTURE_RECORD = Path(__file__).resolve().parent / "fixtures" / "aws" / "sqs-standard-batch.json"
@@ -331,6 +331,6 @@ def test_serve_sqs_delivers_retries_and_dead_letters(aws, tmp_path):
 
 
 def test_importing_host_sqs_source_loads_no_heavy_library():
-    code = "import sys, host.sqs_source; print([m for m in ('boto3', 'botocore') if m in sys.modules])"
+    code = "import sys, host.aws.sqs_source; print([m for m in ('boto3', 'botocore') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from host import MessageContext, hookimpl
-from host.batch import process_sqs_event
-from host.dispatch import Status
+from host.core.batch import process_sqs_event
+from host.core.dispatch import Status
 from host.errors import StartupError
 from host.testing import sqs_event
 from letsgo_stripe import KNOWN_EVENT_TYPES, stripe_handlers

@@ -10,8 +10,8 @@ import pytest
 from moto_server import aws, serialized_moto_server, unique  # noqa: F401 (fixtures)
 
 from host import hookimpl
-from host.batch import process_sqs_event
-from host.idempotency import DynamoIdempotencyStore, get_store
+from host.core.batch import process_sqs_event
+from host.services.idempotency import DynamoIdempotencyStore, get_store
 from host.testing import sqs_event
 from letsgo_stripe.testing import stripe_message
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from host import hookimpl
-from host.batch import process_sqs_event
-from host.idempotency import SqliteIdempotencyStore, get_store
+from host.core.batch import process_sqs_event
+from host.services.idempotency import SqliteIdempotencyStore, get_store
 from host.testing import sqs_event
 from letsgo_stripe.once import DONE_TTL_SECONDS, MIN_LEASE_SECONDS
 from letsgo_stripe.testing import stripe_message

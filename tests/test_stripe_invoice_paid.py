@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from host.batch import process_sqs_event
+from host.core.batch import process_sqs_event
 from host.testing import sqs_event
 from letsgo_stripe.invoices import invoice_paid_text, subscription_id, tenant_id
 from letsgo_stripe.money import currency_exponent, format_amount, major_units

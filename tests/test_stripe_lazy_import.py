@@ -13,10 +13,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "plugins" / "letsgo_stripe" / "
 SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from host.batch import process_sqs_event
+    from host.core.batch import process_sqs_event
     from host.config import Settings
-    from host.routes import collect_routes
-    from host.worker import Worker
+    from host.local.routes import collect_routes
+    from host.core.worker import Worker
 
     def record(message):
         return {"messageId": "m", "body": json.dumps(message), "attributes": {"ApproximateReceiveCount": "1"},

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from host.batch import process_sqs_event
-from host.routes import Headers, Request, collect_routes
+from host.core.batch import process_sqs_event
+from host.local.routes import Headers, Request, collect_routes
 from host.testing import sqs_event
 from letsgo_stripe.testing import signature_header
 from letsgo_stripe.webhook import TOLERANCE_SECONDS, WEBHOOK_PATH, WebhookSecrets, handle_webhook
@@ -187,7 +187,7 @@ def test_another_plugin_taking_the_webhook_path_is_a_start_up_error_naming_both(
 
         @hookimpl
         def letsgo_register_routes(self, register):
-            from host.routes import Response
+            from host.local.routes import Response
 
             register("POST", WEBHOOK_PATH, lambda request: Response(200))
 

@@ -97,7 +97,7 @@ def handle_notify(message, ctx) -> None:
 
 
 def handle_token(message, ctx) -> None:
-    from host.api import get_access_token
+    from host.services.api import get_access_token
 
     ctx.logger.debug("token of %d characters", len(get_access_token()))
     _write("ok", message, ctx)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from host import hookimpl
 from host.config import Settings
 from host.testing import wait_until
-from host.worker import Worker
+from host.core.worker import Worker
 
 #: True under ``make soak``: run the long versions.
 SOAK = os.environ.get("LETSGO_SOAK", "") not in ("", "0")

@@ -10,7 +10,7 @@ import pytest
 
 from host.config import Settings
 from host.errors import ConfigError
-from host.schedule import ScheduleError, parse_schedule
+from host.schedule.expressions import ScheduleError, parse_schedule
 from .reliability_kit import clean_env, run_cli
 
 BAD_SETTINGS = [

@@ -1,6 +1,6 @@
 """Bad and odd Lambda events: each gets an exact, explained result; none takes the worker down.
 
-Events go through ``host.events.handle_event`` (what ``lambda_entry.handler``
+Events go through ``host.aws.events.handle_event`` (what ``lambda_entry.handler``
 delegates to) with an in-process worker, and once through ``lambda_entry.handler``
 itself with the worker built from the environment. Real AWS samples come from
 the shared fixtures.
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from host import hookimpl
-from host.events import UnsupportedEvent, handle_event
+from host.aws.events import UnsupportedEvent, handle_event
 from .reliability_kit import Recorder, in_process_worker, ok_message, record
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "aws"
@@ -120,7 +120,7 @@ def test_real_sqs_samples_with_foreign_bodies_are_all_reported(recorder_worker, 
 
 def test_mixed_batch_through_the_lambda_entry_point(monkeypatch, tmp_path):
     """``lambda_entry.handler`` with the worker built from the environment, as in the Lambda image."""
-    from host.worker import reset_worker
+    from host.core.worker import reset_worker
 
     import lambda_entry
 
@@ -155,7 +155,7 @@ def test_scheduled_event_runs_every_tick_hook_once(name):
 
 
 def test_failing_tick_hook_fails_the_invocation_after_the_others_ran():
-    from host.scheduled import ScheduledError
+    from host.core.ticks import ScheduledError
 
     broken, healthy = Ticks(fail=True), Ticks()
     worker = in_process_worker(broken, healthy)

@@ -13,11 +13,11 @@ import textwrap
 
 import pytest
 
-from host.batch import process_sqs_event
+from host.core.batch import process_sqs_event
 from host.config import Settings
-from host.dispatch import Status
+from host.core.dispatch import Status
 from host.errors import PluginLoadError, RegistrationError, StartupError
-from host.worker import Worker
+from host.core.worker import Worker
 from .reliability_kit import clean_env, record, run_cli, write_distribution
 
 _counter = itertools.count()

@@ -1,7 +1,7 @@
 """Bad SQS records: each is rejected (or failed) alone, with a reason naming the problem.
 
 Every case runs in a batch between two good messages through
-``host.batch.process_sqs_event`` (the code Lambda and the local runtime share):
+``host.core.batch.process_sqs_event`` (the code Lambda and the local runtime share):
 the bad record gets the exact status and a reason, the good ones are handled,
 and ``batchItemFailures`` names exactly the bad record.
 """
@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from host.batch import process_sqs_event
-from host.dispatch import Status
+from host.core.batch import process_sqs_event
+from host.core.dispatch import Status
 from .reliability_kit import Recorder, deeply_nested, in_process_worker, ok_message, record
 
 REJECTED, FAILED, SUCCEEDED = Status.REJECTED, Status.FAILED, Status.SUCCEEDED

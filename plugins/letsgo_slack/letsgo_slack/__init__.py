@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from host import hookimpl
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 #: The name the sink is registered under in the worker's plugin manager.
 SINK_NAME = "letsgo_slack.webhook"

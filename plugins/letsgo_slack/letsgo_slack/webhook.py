@@ -33,7 +33,7 @@ from host import hookimpl
 from host.errors import ConfigError, NotificationError
 
 if TYPE_CHECKING:
-    from host.notify import Notification
+    from host.core.notify import Notification
 
 logger = logging.getLogger("letsgo.slack")
 

@@ -2,7 +2,7 @@
 
 For one Stripe event every handler of its type runs, in registration order,
 even when an earlier one fails; if any failed, the message fails and is
-retried. With an idempotency store (``host.idempotency.get_store``) each
+retried. With an idempotency store (``host.services.idempotency.get_store``) each
 handler runs once per Stripe event id (see :mod:`letsgo_stripe.once`): a
 redelivery skips the handlers that already succeeded and runs again only
 those that failed or were interrupted.
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import stripe
 
     from host import Message, MessageContext
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 
 class StripeHandlerError(WorkerError):
@@ -59,7 +59,7 @@ def stripe_handlers(worker: Worker) -> StripeHandlers:
 
 def idempotency_store(worker: Worker) -> Any:
     """The host's idempotency store for ``worker`` (made once per worker), or None: no deduplication."""
-    from host.idempotency import get_store
+    from host.services.idempotency import get_store
 
     return get_store(worker)
 
@@ -78,7 +78,7 @@ def mode_prefix(mode: str | None) -> str:
 
 def notify_unhandled(event: stripe.Event, ctx: MessageContext) -> None:
     """Acknowledge a Stripe event no plugin handles, with a notification, so it does not fill the DLQ."""
-    from host.slack_text import escape_line
+    from host.services.mrkdwn import escape_line
 
     # required=False: a sink that is down must not turn an acknowledgement into retries and a DLQ entry.
     ctx.notify(

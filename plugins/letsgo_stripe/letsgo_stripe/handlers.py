@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from host.errors import RegistrationError, StartupError
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 StripeHandler = Callable[..., Any]
 
@@ -97,7 +97,7 @@ class StripeHandlers:
 
 def collect_handlers(worker: Worker) -> StripeHandlers:
     """Call every ``letsgo_stripe_handlers`` implementation of ``worker``, one plugin at a time."""
-    from host.plugins import call_impl, implementations
+    from host.core.plugins import call_impl, implementations
 
     table = StripeHandlers()
     distributions = {info.name: info.distribution for info in worker.plugins}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from host.slack_text import escape_line
+from host.services.mrkdwn import escape_line
 from letsgo_stripe.dispatch import mode_prefix
 from letsgo_stripe.events import TENANT_ID_METADATA_KEY
 from letsgo_stripe.money import format_amount

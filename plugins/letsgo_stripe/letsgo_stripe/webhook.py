@@ -19,7 +19,7 @@ from letsgo_stripe.events import MESSAGE_TYPE, StripeMode
 
 if TYPE_CHECKING:
     from host.config import Settings
-    from host.routes import Request, Response
+    from host.local.routes import Request, Response
 
 WEBHOOK_PATH = "/stripe/webhook"
 #: Stripe's own default: a signature older than this is refused (replay protection).
@@ -112,7 +112,7 @@ def parse_event(body: bytes) -> dict[str, Any]:
 
 def handle_webhook(request: Request, secrets: WebhookSecrets) -> Response:
     """Verify one Stripe webhook request and enqueue it as ``letsgo:stripe``; answer Stripe."""
-    from host.routes import Response
+    from host.local.routes import Response
 
     try:
         mode = verify_signature(request.body, request.headers.get("Stripe-Signature"), secrets)

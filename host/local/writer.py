@@ -2,7 +2,7 @@
 
 Group commit is what makes ``POST /`` durable and fast at once: each request
 waits for an fsync'd commit, but the requests that arrive during one commit are
-written together by the next. Used by :class:`host.local_queue.LocalQueue`.
+written together by the next. Used by :class:`host.local.queue.LocalQueue`.
 """
 
 from __future__ import annotations

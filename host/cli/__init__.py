@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 3002, PORT)")
     serve.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db, LETSGO_WORKER_DB)")
     serve.add_argument("--sqs", metavar="QUEUE_URL", help="read a real SQS queue instead of the local one")
-    serve.set_defaults(run=_command("host.serve:cli_serve"))
+    serve.set_defaults(run=_command("host.local.runtime:cli_serve"))
 
     send = commands.add_parser("send", help="enqueue one message on the local server (or SQS)")
     send.add_argument("type", help="message type, e.g. OrderNew")
@@ -49,12 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--delay", type=int, default=0, help="delay in seconds, 0-900")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
     send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
-    send.set_defaults(run=_command("host.queue:cli_send"))
+    send.set_defaults(run=_command("host.services.enqueue:cli_send"))
 
     invoke = commands.add_parser("invoke", help="run lambda_entry.handler on an event file and print its JSON result")
     invoke.add_argument("event", metavar="EVENT.json", help="event file ('-' for stdin)")
     invoke.add_argument("--timeout-ms", type=int, default=900_000, help="the simulated function timeout")
-    invoke.set_defaults(run=_command("host.invoke:cli_invoke"))
+    invoke.set_defaults(run=_command("host.aws.invoke:cli_invoke"))
 
     plugins = commands.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     next_.add_argument("--after", help="ISO-8601 instant to start after (for rate(): the schedule's start)")
     next_.add_argument("--count", type=int, default=5, help="how many instants (default 5)")
     next_.add_argument("--json", action="store_true", help="print a JSON list")
-    next_.set_defaults(run=_command("host.schedule:cli_schedule_next"))
+    next_.set_defaults(run=_command("host.schedule.expressions:cli_schedule_next"))
 
     dlq = commands.add_parser("dlq", help="inspect the local dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
@@ -84,15 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     purge = dlq_commands.add_parser("purge", help="delete every dead-lettered message")
     for sub in (dlq_list, redrive, purge):
         sub.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db)")
-    dlq.set_defaults(run=_command("host.dlq:cli_dlq"))
+    dlq.set_defaults(run=_command("host.cli.dlq:cli_dlq"))
 
     keygen = commands.add_parser("keygen", help="write a new RSA key pair for the worker's access tokens")
     keygen.add_argument("--out", default=".letsgo/worker-key.pem", help="private key file to write")
     keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
-    keygen.set_defaults(run=_command("host.api:cli_keygen"))
+    keygen.set_defaults(run=_command("host.services.api:cli_keygen"))
 
     token = commands.add_parser("token", help="print an access token for the app's API")
-    token.set_defaults(run=_command("host.api:cli_token"))
+    token.set_defaults(run=_command("host.services.api:cli_token"))
     return parser
 
 
@@ -108,9 +108,9 @@ def _setup_logging() -> None:
 
 
 def _started_worker():
-    from host.worker import get_worker
+    from host.core.worker import get_worker
 
-    from host.plugins import report_problems
+    from host.core.plugins import report_problems
 
     worker = get_worker()
     report_problems(worker.problems)

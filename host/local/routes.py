@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from host.errors import RegistrationError, WorkerError
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 #: Paths the local server serves itself; a plugin cannot take them.
 RESERVED_PATHS = frozenset({"/", "/healthz"})
@@ -198,7 +198,7 @@ class RouteTable:
 def collect_routes(worker: Worker) -> RouteTable:
     """Call every ``letsgo_register_routes`` implementation, one plugin at a time."""
     from host.errors import StartupError
-    from host.plugins import call_impl, implementations
+    from host.core.plugins import call_impl, implementations
 
     table = RouteTable()
     for impl in implementations(worker.pm, "letsgo_register_routes"):

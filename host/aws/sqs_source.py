@@ -1,6 +1,6 @@
 """A real SQS queue as a message source: ``letsgo-worker serve --sqs QUEUE_URL``.
 
-The delivery loop (:mod:`host.delivery`) drives this source the way Lambda's
+The delivery loop (:mod:`host.local.delivery`) drives this source the way Lambda's
 event source mapping drives a function, so the same worker also runs on ECS,
 EC2, Kubernetes or a laptop, beside or instead of Lambda:
 
@@ -21,13 +21,13 @@ import math
 import random
 from typing import TYPE_CHECKING, Any
 
-from host.batch import record_receive_count
-from host.delivery import backoff_seconds
+from host.core.batch import record_receive_count
+from host.local.delivery import backoff_seconds
 from host.config import Settings
 from host.errors import StartupError
 
 if TYPE_CHECKING:
-    from host.dispatch import Outcome
+    from host.core.dispatch import Outcome
 
 logger = logging.getLogger("letsgo.sqs")
 
@@ -38,7 +38,7 @@ SQS_MAX_VISIBILITY_SECONDS = 43200
 
 
 def retry_delay_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> int:
-    """:func:`host.delivery.backoff_seconds` in whole seconds, rounded up, as SQS takes them."""
+    """:func:`host.local.delivery.backoff_seconds` in whole seconds, rounded up, as SQS takes them."""
     return min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(backoff_seconds(receive_count, base, maximum, rng)))
 
 
@@ -56,7 +56,7 @@ def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
 
 
 class SqsSource:
-    """Reads an SQS queue for the delivery loop (contract: :class:`host.delivery.MessageSource`).
+    """Reads an SQS queue for the delivery loop (contract: :class:`host.local.delivery.MessageSource`).
 
     :param queue_url: the queue's URL, e.g. ``https://sqs.us-east-1.amazonaws.com/123456789012/my-queue``
     :param settings: back-off base and maximum, AWS region (default: the environment)
@@ -66,7 +66,7 @@ class SqsSource:
     """
 
     def __init__(self, queue_url: str, settings: Settings | None = None, *, client: Any = None, check: bool = True):
-        from host.aws_clients import region_from_queue_url
+        from host.aws.clients import region_from_queue_url
 
         self.queue_url = queue_url
         self.settings = settings if settings is not None else Settings.from_env()
@@ -87,7 +87,7 @@ class SqsSource:
     def client(self) -> Any:
         """The boto3 SQS client (created on first use)."""
         if self._client is None:
-            from host.aws_clients import aws_client
+            from host.aws.clients import aws_client
 
             self._client = aws_client("sqs", self.region)
         return self._client
@@ -180,7 +180,7 @@ class SqsSource:
         ever dropped here. Errors from SQS are logged, not raised: a record
         that could not be settled is delivered again after its visibility timeout.
         """
-        from host.dispatch import Status
+        from host.core.dispatch import Status
 
         succeeded, retries = [], []
         for record, outcome in zip(records, outcomes, strict=True):
@@ -242,7 +242,7 @@ class SqsSource:
         return len(response.get("Successful", []))
 
     def _log_retry(self, record: dict[str, Any], outcome: Outcome, count: int, delay: int) -> None:
-        from host.dispatch import Status
+        from host.core.dispatch import Status
 
         reason = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else "failed")
         limit = self.max_receive_count

@@ -137,10 +137,10 @@ class Runtime:
 
     def start(self) -> None:
         """Check the schedule, open the queue, bind the port, start the worker, then deliver and tick."""
-        from host.delivery import Delivery
-        from host.http_server import LocalServer, encode_message, parse_delay
-        from host.routes import collect_routes
-        from host.scheduler import HOW_TO_ENABLE, Scheduler, load_schedule
+        from host.local.delivery import Delivery
+        from host.local.http_server import LocalServer, encode_message, parse_delay
+        from host.local.routes import collect_routes
+        from host.local.timer import HOW_TO_ENABLE, Scheduler, load_schedule
 
         settings = self.settings
         # An invalid schedule stops start-up before anything else happens.
@@ -181,7 +181,7 @@ class Runtime:
             self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
 
     def _open_local_queue(self):
-        from host.local_queue import LocalQueue, QueueError
+        from host.local.queue import LocalQueue, QueueError
 
         self.lock = ServeLock(self.settings.db_path)
         exclusive = self.lock.acquire()
@@ -202,19 +202,19 @@ class Runtime:
 
     def _sqs_source(self):
         try:
-            from host.sqs_source import SqsSource
+            from host.aws.sqs_source import SqsSource
         except ImportError as error:
             raise StartupError(f"serve --sqs is not available in this installation: {error}") from None
         return SqsSource(self.sqs_queue_url, self.settings)
 
     def _sqs_enqueue(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
-        from host.queue import enqueue
+        from host.services.enqueue import enqueue
 
         return enqueue(message, delay_seconds=delay_seconds)
 
     def _start_worker(self, settings: Settings):
-        from host.plugins import report_problems
-        from host.worker import Worker, set_worker
+        from host.core.plugins import report_problems
+        from host.core.worker import Worker, set_worker
 
         worker = Worker(settings)
         # The idempotency store keeps its records beside the local queue.

@@ -1,6 +1,6 @@
 """The Lambda deadline: stop starting work before the timeout, cancel what overruns.
 
-Used by SQS batches (:mod:`host.batch`) and scheduled ticks (:mod:`host.scheduled`).
+Used by SQS batches (:mod:`host.core.batch`) and scheduled ticks (:mod:`host.core.ticks`).
 """
 
 from __future__ import annotations

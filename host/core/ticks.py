@@ -16,17 +16,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from host.deadline import Deadline, wait_until_deadline
-from host.loops import run
-from host.context import Context
+from host.core.deadline import Deadline, wait_until_deadline
+from host.core.loops import run
+from host.core.context import Context
 from host.errors import WorkerError
-from host.logs import log_fields
-from host.plugins import call_impl, implementations
+from host.core.logs import log_fields
+from host.core.plugins import call_impl, implementations
 
 if TYPE_CHECKING:
     import pluggy
 
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.scheduled")
 
@@ -111,6 +111,6 @@ def run_scheduled(worker: Worker, event: Any, lambda_context: Any = None) -> Non
 
     Each implementation runs even when another fails; afterwards, if any failed,
     raise :class:`ScheduledError` naming every failed plugin and its error.
-    Blocking (see :func:`host.loops.run`).
+    Blocking (see :func:`host.core.loops.run`).
     """
     run(run_scheduled_async(worker, event, lambda_context))

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from host.errors import StartupError
-from host.dispatch import json_kind, refuse_json_constant
-from host.queue import MAX_DELAY_SECONDS
-from host.routes import Headers, Request, Response, RouteTable
+from host.core.dispatch import json_kind, refuse_json_constant
+from host.services.enqueue import MAX_DELAY_SECONDS
+from host.local.routes import Headers, Request, Response, RouteTable
 
 if TYPE_CHECKING:
-    from host.local_queue import LocalQueue
+    from host.local.queue import LocalQueue
 
 logger = logging.getLogger("letsgo.http")
 

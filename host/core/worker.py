@@ -12,8 +12,8 @@ import pluggy
 
 from host.config import Settings, load_dotenv_file
 from host.errors import RegistrationError, StartupError
-from host.notify import Notification, deliver, deliver_async
-from host.plugins import (
+from host.core.notify import Notification, deliver, deliver_async
+from host.core.plugins import (
     PluginInfo,
     call_impl,
     implementations,
@@ -22,7 +22,7 @@ from host.plugins import (
     load_entry_point_plugins,
     new_plugin_manager,
 )
-from host.registry import Registry
+from host.core.registry import Registry
 
 logger = logging.getLogger("letsgo.worker")
 
@@ -162,7 +162,7 @@ class Worker:
 
         A failed sink raises :class:`host.errors.NotificationError` (the message
         fails and is retried); with ``required=False`` the failure is only logged.
-        From async code use :meth:`anotify`. See :mod:`host.notify`.
+        From async code use :meth:`anotify`. See :mod:`host.core.notify`.
         """
         deliver(self.pm, Notification(text, blocks, level, source), required=required)
 

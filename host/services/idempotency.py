@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from host.errors import WorkerError
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 #: How long a claim lives unless the caller says otherwise: a week, longer than SQS keeps a message.
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
@@ -146,7 +146,7 @@ class DynamoIdempotencyStore:
     def client(self) -> Any:
         """The boto3 DynamoDB client (created on first use)."""
         if self._client is None:
-            from host.aws_clients import aws_client
+            from host.aws.clients import aws_client
 
             self._client = aws_client("dynamodb", self.region)
         return self._client

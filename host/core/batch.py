@@ -4,7 +4,7 @@ The one place that knows the shape of an SQS record. Used by the Lambda entry
 point and, with ``eventSource: "letsgo:local"``, by the local runtime.
 
 - Records run concurrently: async handlers on one event loop, sync handlers in
-  the worker's bounded thread pool (inside :func:`host.dispatch.dispatch`).
+  the worker's bounded thread pool (inside :func:`host.core.dispatch.dispatch`).
 - FIFO: the records of one ``MessageGroupId`` run one after the other, in batch
   order; after one does not succeed, the group's later records are reported
   failed without running, so SQS redelivers them in order. Other groups go on.
@@ -28,13 +28,13 @@ from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from host.deadline import Deadline, cancel_at_deadline, wait_until_deadline
-from host.dispatch import Outcome, Status, dispatch, notify_rejection
-from host.loops import run  # noqa: F401  (part of this module's interface: host.batch.run)
-from host.logs import log_fields
+from host.core.deadline import Deadline, cancel_at_deadline, wait_until_deadline
+from host.core.dispatch import Outcome, Status, dispatch, notify_rejection
+from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
+from host.core.logs import log_fields
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.batch")
 

@@ -3,7 +3,7 @@
 Any :class:`MessageSource` (the local SQLite queue, a real SQS queue) is driven
 the way Lambda's SQS event source mapping drives a function: batches of up to
 ``batch_size`` records gathered within a batching window, up to ``concurrency``
-batches in flight, each handed to :func:`host.batch.process_sqs_event` (the same
+batches in flight, each handed to :func:`host.core.batch.process_sqs_event` (the same
 code ``lambda_entry.handler`` runs), then settled record by record.
 """
 
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from host.config import Settings
-    from host.dispatch import Outcome
-    from host.worker import Worker
+    from host.core.dispatch import Outcome
+    from host.core.worker import Worker
 
 
 def backoff_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> float:
@@ -288,8 +288,8 @@ class Delivery:
 
     def _run_batch(self, runner: _Runner, number: int, batch: _Batch) -> bool:
         """Run and settle one batch on ``runner``'s thread; return whether the thread should wait for another."""
-        from host.batch import process_sqs_event
-        from host.dispatch import Outcome, Status
+        from host.core.batch import process_sqs_event
+        from host.core.dispatch import Outcome, Status
 
         try:
             try:

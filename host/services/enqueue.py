@@ -190,7 +190,7 @@ def send_sqs(
     deduplication_id: str | None = None,
 ) -> str:
     """``SendMessage`` to the SQS queue ``queue_url``; return the SQS message id."""
-    from host.aws_clients import aws_client, region_from_queue_url
+    from host.aws.clients import aws_client, region_from_queue_url
 
     fifo = queue_url.endswith(".fifo")
     if fifo and not group_id:

@@ -42,13 +42,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from host.errors import QueueError
-from host.delivery import backoff_seconds
-from host.local_queue_writer import ROWS_PER_INSERT, GroupCommitWriter, WriteJob
-from host.queue import MAX_DELAY_SECONDS  # SQS's limit, 15 minutes
+from host.local.delivery import backoff_seconds
+from host.local.writer import ROWS_PER_INSERT, GroupCommitWriter, WriteJob
+from host.services.enqueue import MAX_DELAY_SECONDS  # SQS's limit, 15 minutes
 
 if TYPE_CHECKING:
     from host.config import Settings
-    from host.dispatch import Outcome
+    from host.core.dispatch import Outcome
 
 logger = logging.getLogger("letsgo.local_queue")
 
@@ -178,7 +178,7 @@ def _receipt_seq(receipt_handle: Any) -> int | None:
 
 
 class LocalQueue:
-    """A durable queue in one SQLite file, with SQS semantics; also a :class:`host.delivery.MessageSource`.
+    """A durable queue in one SQLite file, with SQS semantics; also a :class:`host.local.delivery.MessageSource`.
 
     Thread-safe: any thread may enqueue, receive and settle.
     """
@@ -402,7 +402,7 @@ class LocalQueue:
         longer the latest (the visibility timeout ran out and the message was
         received again) are left alone.
         """
-        from host.dispatch import Status
+        from host.core.dispatch import Status
 
         decisions = []
         for record, outcome in zip(records, outcomes, strict=True):

@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from host.context import MessageContext, MessageLogger
-from host.registry import Message
+from host.core.context import MessageContext, MessageLogger
+from host.core.registry import Message
 
 if TYPE_CHECKING:
-    from host.registry import MessageType
-    from host.worker import Worker
+    from host.core.registry import MessageType
+    from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.dispatch")
 
@@ -215,7 +215,7 @@ def rejection_text(outcome: Outcome) -> str:
     An unknown type opens with LetsGo's own warning, which said "ignoring"
     where this worker dead-letters.
     """
-    from host.slack_text import escape_line
+    from host.services.mrkdwn import escape_line
 
     unknown_type = outcome.type is not None and outcome.plugin is None  # how resolve() rejects an unknown type
     if unknown_type:
@@ -247,7 +247,7 @@ async def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int)
 
 
 def _anyone_to_tell(worker: Worker) -> bool:
-    """False when no sink is installed and ``host.notify`` would not even log the text at DEBUG."""
-    from host.plugins import implementations
+    """False when no sink is installed and ``host.core.notify`` would not even log the text at DEBUG."""
+    from host.core.plugins import implementations
 
     return bool(implementations(worker.pm, "letsgo_notify")) or logging.getLogger("letsgo.notify").isEnabledFor(logging.DEBUG)

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 
 class MessageLogger(logging.LoggerAdapter):
@@ -30,7 +30,7 @@ class MessageLogger(logging.LoggerAdapter):
 class Context:
     """Context of a scheduled tick, and the base of :class:`MessageContext`.
 
-    :ivar worker: the running :class:`host.worker.Worker`
+    :ivar worker: the running :class:`host.core.worker.Worker`
     :ivar logger: a logger bound to this unit of work
     :ivar lambda_context: the AWS Lambda context object, or None outside Lambda
     """
@@ -49,7 +49,7 @@ class Context:
         return int(self.lambda_context.get_remaining_time_in_millis())
 
     def notify(self, text: str, **options: Any) -> None:
-        """Send a notification through every installed sink; for ``def`` code (see :meth:`host.worker.Worker.notify`).
+        """Send a notification through every installed sink; for ``def`` code (see :meth:`host.core.worker.Worker.notify`).
 
         Options: ``blocks``, ``level``, ``source``, and ``required=False`` to log
         a failed delivery instead of failing the message.
@@ -61,17 +61,17 @@ class Context:
         await self.worker.anotify(text, **options)
 
     def enqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
-        """Enqueue a follow-up message with the worker's settings; return its id (see :func:`host.queue.enqueue`).
+        """Enqueue a follow-up message with the worker's settings; return its id (see :func:`host.services.enqueue.enqueue`).
 
         Options: ``group_id`` and ``deduplication_id`` for FIFO queues.
         """
-        from host.queue import enqueue
+        from host.services.enqueue import enqueue
 
         return enqueue(message, delay_seconds, settings=self.worker.settings, **options)
 
     async def aenqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
         """:meth:`enqueue` for ``async def`` code: the network call runs in a thread."""
-        from host.queue import enqueue_async
+        from host.services.enqueue import enqueue_async
 
         return await enqueue_async(message, delay_seconds, settings=self.worker.settings, **options)
 

@@ -99,7 +99,7 @@ def cli_invoke(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     import lambda_entry
-    from host.logs import configure_logging
+    from host.core.logs import configure_logging
 
     # After importing the entry point, which sets up stdout logging inside a Lambda environment:
     # here standard output carries only the result.
@@ -166,7 +166,7 @@ def _exit_without_waiting_for_overrunning_handlers(status: int) -> None:
     Interpreter exit joins every pool thread; a sync handler that overran the
     deadline would hold the command until it finished.
     """
-    from host.worker import reset_worker
+    from host.core.worker import reset_worker
 
     reset_worker()
     busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]

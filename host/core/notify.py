@@ -46,13 +46,13 @@ class Notification:
 
 
 def _sinks(pm: pluggy.PluginManager) -> list[pluggy.HookImpl]:
-    from host.plugins import implementations
+    from host.core.plugins import implementations
 
     return implementations(pm, "letsgo_notify")
 
 
 def _call_sinks(sinks: list[pluggy.HookImpl], notification: Notification, required: bool) -> None:
-    from host.plugins import call_impl
+    from host.core.plugins import call_impl
 
     failures: list[str] = []
     for sink in sinks:

@@ -49,7 +49,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     else:
         coro.close()
         raise RuntimeError(
-            "host.loops.run() was called from a running event loop; call the batch and tick "
+            "host.core.loops.run() was called from a running event loop; call the batch and tick "
             "functions from a thread (for example with loop.run_in_executor)"
         )
     return _thread_loop().run_until_complete(coro)

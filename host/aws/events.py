@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from host.errors import WorkerError
 
 if TYPE_CHECKING:
-    from host.worker import Worker
+    from host.core.worker import Worker
 
 SQS_SOURCES = ("aws:sqs", "letsgo:local")
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
@@ -48,7 +48,7 @@ def _preview(value: Any, limit: int = 80) -> str:
 def describe_event(event: Any) -> str:
     """A short account of an event for an error message: its kind, keys and telling fields."""
     if not isinstance(event, dict):
-        from host.dispatch import json_kind
+        from host.core.dispatch import json_kind
 
         return f"{json_kind(event)} {_preview(event)}"
     keys = sorted(str(key) for key in event)
@@ -89,17 +89,17 @@ def is_scheduled_event(event: Any) -> bool:
 def handle_event(event: Any, context: Any = None, *, worker: Worker | None = None) -> Any:
     """Handle one Lambda invocation: ``lambda_entry.handler`` delegates here.
 
-    ``worker`` defaults to the process's worker (:func:`host.worker.get_worker`).
+    ``worker`` defaults to the process's worker (:func:`host.core.worker.get_worker`).
     Returns ``{"batchItemFailures": [...]}`` for an SQS batch and None for a
     scheduled tick. Raises :class:`UnsupportedEvent` for any other event and
-    :class:`host.scheduled.ScheduledError` when a scheduled hook failed.
+    :class:`host.core.ticks.ScheduledError` when a scheduled hook failed.
     """
     if is_sqs_event(event):
-        from host.batch import process_sqs_event
+        from host.core.batch import process_sqs_event
 
         return process_sqs_event(_worker(worker), event, context).response()
     if is_scheduled_event(event):
-        from host.scheduled import run_scheduled
+        from host.core.ticks import run_scheduled
 
         run_scheduled(_worker(worker), event, context)
         return None
@@ -109,6 +109,6 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
 def _worker(worker: Worker | None) -> Worker:
     if worker is not None:
         return worker
-    from host.worker import get_worker
+    from host.core.worker import get_worker
 
     return get_worker()

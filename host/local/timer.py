@@ -1,9 +1,9 @@
 """The local scheduler: EventBridge Scheduler's ticks on a laptop.
 
 ``LETSGO_WORKER_SCHEDULE`` (read in ``LETSGO_WORKER_SCHEDULE_TIMEZONE``) is
-parsed by :func:`host.schedule.parse_schedule`, the parser ``schedule next``
+parsed by :func:`host.schedule.expressions.parse_schedule`, the parser ``schedule next``
 uses, so a tick fires here exactly when it would fire in AWS. Each tick calls
-:func:`host.events.handle_event` with the event Scheduler really sends to a
+:func:`host.aws.events.handle_event` with the event Scheduler really sends to a
 Lambda target that has no input (``source: aws.scheduler``, ``detail: "{}"``,
 a string), in a thread of its own: like Scheduler, a slow tick does not delay
 the next one. A failed tick is logged; it is not retried.
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from host.errors import StartupError
 
 if TYPE_CHECKING:
-    from host.schedule import Schedule
-    from host.worker import Worker
+    from host.schedule.expressions import Schedule
+    from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.scheduler")
 
@@ -43,7 +43,7 @@ HOW_TO_ENABLE = (
 
 def load_schedule(expression: str, tz: str) -> Schedule:
     """Parse the configured schedule; an invalid one is a :class:`StartupError` saying why."""
-    from host.schedule import ScheduleError, parse_schedule
+    from host.schedule.expressions import ScheduleError, parse_schedule
 
     try:
         return parse_schedule(expression, tz)
@@ -143,7 +143,7 @@ class Scheduler:
         thread.start()
 
     def _run_tick(self, event: dict[str, Any]) -> None:
-        from host.events import handle_event
+        from host.aws.events import handle_event
 
         logger.info("scheduled tick %s (%s)", event["time"], self.schedule.describe())
         try:
@@ -156,6 +156,6 @@ class Scheduler:
 
 
 def _iso(instant: datetime) -> str:
-    from host.schedule import format_instant
+    from host.schedule.expressions import format_instant
 
     return format_instant(instant)

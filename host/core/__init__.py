@@ -1,0 +1,1 @@
+"""The core of the host: plugin loading, the message registry, dispatch, batch semantics, context, notify."""

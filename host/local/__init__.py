@@ -1,0 +1,1 @@
+"""The local runtime of ``letsgo-worker serve``: HTTP intake, the SQLite queue, delivery, the timer."""

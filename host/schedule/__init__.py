@@ -1,0 +1,1 @@
+"""Schedule expressions, read the way AWS EventBridge Scheduler reads them."""
