@@ -1,15 +1,20 @@
 """Configuration from environment variables (and a ``.env`` file).
 
-Names follow LetsGo where it has one. Every value is parsed once, at start-up;
-a bad value is a :class:`ConfigError` that names the variable and the value.
+Names follow LetsGo where it has one. :class:`Settings` is the one reader of
+the environment: the host's variables (:data:`SETTINGS`) are parsed once, at
+start-up, and so are the variables each plugin declares with a
+:class:`Setting` through ``letsgo_register_settings``. Command-line flags go
+through the same parsers. A bad value is a :class:`ConfigError` that names the
+variable (or the flag) and the value, unless the value is a secret.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 from host.errors import ConfigError
 
@@ -27,19 +32,28 @@ def load_dotenv_file(path: str | None = None) -> None:
         load_dotenv(path, override=False)
 
 
-def _text(value: str) -> str:
+# -------------------------------------------------------------------------
+# Parsers: text in, value out; a ValueError's message says what was expected
+# -------------------------------------------------------------------------
+
+
+def text(value: str) -> str:
+    """The text as it is (the default parser)."""
     return value
 
 
-def _optional(value: str) -> str | None:
+def optional(value: str) -> str | None:
+    """The text, or None when it is empty: ``VAR=`` means unset."""
     return value or None
 
 
-def _names(value: str) -> frozenset[str]:
+def comma_list(value: str) -> frozenset[str]:
+    """A comma-separated list as a set of names, blanks dropped: ``" a, b ,,"`` is ``{"a", "b"}``."""
     return frozenset(name.strip() for name in value.split(",") if name.strip())
 
 
-def _flag(value: str) -> bool:
+def flag(value: str) -> bool:
+    """A yes/no switch: 1/0, true/false, yes/no or on/off (any case); empty is no."""
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
         return True
@@ -48,7 +62,9 @@ def _flag(value: str) -> bool:
     raise ValueError("expected 1/0, true/false, yes/no or on/off")
 
 
-def _int_between(low: int, high: int) -> Callable[[str], int]:
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` to ``high`` inclusive."""
+
     def parse(value: str) -> int:
         number = int(value)
         if not low <= number <= high:
@@ -58,7 +74,9 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(low: float, high: float) -> Callable[[str], float]:
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """A parser of a number of seconds (fractions allowed) from ``low`` to ``high`` inclusive."""
+
     def parse(value: str) -> float:
         number = float(value)
         if number != number or not low <= number <= high:  # NaN fails too
@@ -68,63 +86,125 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
-def _log_level(value: str) -> str:
+def log_level(value: str) -> str:
+    """A :mod:`logging` level name, upper-cased."""
     level = value.strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     return level
 
 
+# -------------------------------------------------------------------------
+# Settings: what is declared, and the parsed values
+# -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Setting:
-    """One configuration variable: its name, default (as text) and parser."""
+    """One configuration variable: its name, default (as text), parser and meaning.
 
-    field: str
+    A plugin declares its own in ``letsgo_register_settings`` and reads the
+    value with ``worker.settings.get(setting)``::
+
+        TIMEOUT = Setting("MY_PLUGIN_TIMEOUT_SECONDS", "10", seconds(1, 60), "How long to wait.")
+
+    :ivar variable: the environment variable's name.
+    :ivar default: the text used when the variable is not set; None: the value is None.
+    :ivar parse: turns the text into the value; raises ``ValueError`` saying
+        what was expected (the message becomes the start-up error).
+    :ivar description: one line for the README and ``letsgo-worker plugins``.
+    :ivar secret: the value is never shown: not in a repr, a log line, an
+        error message or the ``plugins`` listing.
+    :ivar field: for the host's own settings, the :class:`Settings` attribute
+        holding the value; None for a plugin's.
+    """
+
     variable: str
-    default: str | None
-    parse: Callable[[str], Any]
-    description: str
+    default: str | None = None
+    parse: Callable[[str], Any] = text
+    description: str = ""
+    secret: bool = dataclasses.field(default=False, kw_only=True)
+    field: str | None = dataclasses.field(default=None, kw_only=True)
+
+
+class RegisterSetting(Protocol):
+    """The ``register`` callback handed to ``letsgo_register_settings``."""
+
+    def __call__(self, setting: Setting) -> None: ...
+
+
+def _host(field: str, variable: str, default: str | None, parse: Callable[[str], Any], description: str,
+          *, secret: bool = False) -> Setting:
+    return Setting(variable, default, parse, description, secret=secret, field=field)
 
 
 #: Every variable the worker reads, in the order the README documents them.
 SETTINGS: tuple[Setting, ...] = (
-    Setting("port", "PORT", "3002", _int_between(0, 65535), "Local server port."),
-    Setting("host", "LETSGO_WORKER_HOST", "127.0.0.1", _text, "Local server bind address."),
-    Setting("db_path", "LETSGO_WORKER_DB", ".letsgo/worker.db", _text, "SQLite file of the local queue."),
-    Setting("schedule", "LETSGO_WORKER_SCHEDULE", None, _optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),
-    Setting("schedule_timezone", "LETSGO_WORKER_SCHEDULE_TIMEZONE", "UTC", _text, "IANA time zone of the schedule."),
-    Setting("slack_url", "LETSGO_SLACK_URL", None, _optional, "Slack incoming webhook URL; unset: Slack notifications are off."),
-    Setting("slack_timeout", "LETSGO_SLACK_TIMEOUT_SECONDS", "10", _seconds(0.1, 300), "Seconds to wait for Slack to answer one post."),
-    Setting("api_url", "LETSGO_API_URL", None, _optional, "Base URL of the app's API."),
-    Setting("api_audience", "LETSGO_API_AUDIENCE", "letsgo:service", _text, "Audience of the worker's access token."),
-    Setting("local_queue_url", "LETSGO_LOCAL_QUEUE_URL", None, _optional, "Local server URL for enqueue(); unset: SQS."),
-    Setting("queue_url", "LETSGO_WORKER_QUEUE_URL", None, _optional, "SQS queue URL for enqueue()."),
-    Setting("batch_size", "LETSGO_WORKER_BATCH_SIZE", "10", _int_between(1, 10000), "Messages per batch."),
-    Setting("batch_window", "LETSGO_WORKER_BATCH_WINDOW_SECONDS", "0", _seconds(0, 300), "Local batching window."),
-    Setting("visibility_timeout", "LETSGO_WORKER_VISIBILITY_TIMEOUT", "360", _seconds(0, 43200), "Seconds a received message stays invisible."),
-    Setting("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", _int_between(1, 1000), "Batches handled at once (local runtime)."),
-    Setting("thread_pool_size", "LETSGO_WORKER_THREADS", "10", _int_between(1, 1000), "Threads for sync handlers within a batch."),
-    Setting("deadline_margin_ms", "LETSGO_WORKER_DEADLINE_MARGIN_MS", "1000", _int_between(0, 900000), "Lambda: stop starting messages this long before the timeout."),
-    Setting("max_receive_count", "LETSGO_WORKER_MAX_RECEIVE_COUNT", "5", _int_between(1, 1000), "Receives before a message is dead-lettered."),
-    Setting("backoff_base", "LETSGO_WORKER_BACKOFF_BASE_SECONDS", "2", _seconds(0, 43200), "First retry delay; doubles per receive."),
-    Setting("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", _seconds(0, 43200), "Longest retry delay."),
-    Setting("aws_region", "AWS_REGION", None, _optional, "AWS region for SQS and DynamoDB."),
-    Setting("idempotency_table", "LETSGO_WORKER_IDEMPOTENCY_TABLE", None, _optional, "DynamoDB table for the idempotency store (AWS)."),
-    Setting("pki_private_key", "LETSGO_PKI_PRIVATE_KEY", None, _optional, "PEM private key for the worker's access tokens."),
-    Setting("pki_private_key_file", "LETSGO_PKI_PRIVATE_KEY_FILE", None, _optional, "File holding that PEM key."),
-    Setting("stripe_test_webhook_key", "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, _optional, "Stripe webhook signing secret, test mode."),
-    Setting("stripe_live_webhook_key", "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, _optional, "Stripe webhook signing secret, live mode."),
-    Setting("plugins", "LETSGO_WORKER_PLUGINS", None, _names, "Load only these plugins (comma list; empty: none)."),
-    Setting("disable_plugins", "LETSGO_WORKER_DISABLE_PLUGINS", "", _names, "Never load these plugins (comma list)."),
-    Setting("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", _flag, "A plugin that fails to import stops start-up."),
-    Setting("trace_plugins", "LETSGO_WORKER_TRACE_PLUGINS", "0", _flag, "Log every hook call with its arguments and results."),
-    Setting("log_level", "LETSGO_WORKER_LOG_LEVEL", "INFO", _log_level, "Log level."),
+    _host("port", "PORT", "3002", int_between(0, 65535), "Local server port."),
+    _host("host", "LETSGO_WORKER_HOST", "127.0.0.1", text, "Local server bind address."),
+    _host("db_path", "LETSGO_WORKER_DB", ".letsgo/worker.db", text, "SQLite file of the local queue."),
+    _host("schedule", "LETSGO_WORKER_SCHEDULE", None, optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),
+    _host("schedule_timezone", "LETSGO_WORKER_SCHEDULE_TIMEZONE", "UTC", text, "IANA time zone of the schedule."),
+    _host("slack_url", "LETSGO_SLACK_URL", None, optional, "Slack incoming webhook URL; unset: Slack notifications are off.", secret=True),
+    _host("slack_timeout", "LETSGO_SLACK_TIMEOUT_SECONDS", "10", seconds(0.1, 300), "Seconds to wait for Slack to answer one post."),
+    _host("api_url", "LETSGO_API_URL", None, optional, "Base URL of the app's API."),
+    _host("api_audience", "LETSGO_API_AUDIENCE", "letsgo:service", text, "Audience of the worker's access token."),
+    _host("local_queue_url", "LETSGO_LOCAL_QUEUE_URL", None, optional, "Local server URL for enqueue(); unset: SQS."),
+    _host("queue_url", "LETSGO_WORKER_QUEUE_URL", None, optional, "SQS queue URL for enqueue()."),
+    _host("batch_size", "LETSGO_WORKER_BATCH_SIZE", "10", int_between(1, 10000), "Messages per batch."),
+    _host("batch_window", "LETSGO_WORKER_BATCH_WINDOW_SECONDS", "0", seconds(0, 300), "Local batching window."),
+    _host("visibility_timeout", "LETSGO_WORKER_VISIBILITY_TIMEOUT", "360", seconds(0, 43200), "Seconds a received message stays invisible."),
+    _host("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", int_between(1, 1000), "Batches handled at once (local runtime)."),
+    _host("thread_pool_size", "LETSGO_WORKER_THREADS", "10", int_between(1, 1000), "Threads for sync handlers within a batch."),
+    _host("deadline_margin_ms", "LETSGO_WORKER_DEADLINE_MARGIN_MS", "1000", int_between(0, 900000), "Lambda: stop starting messages this long before the timeout."),
+    _host("max_receive_count", "LETSGO_WORKER_MAX_RECEIVE_COUNT", "5", int_between(1, 1000), "Receives before a message is dead-lettered."),
+    _host("backoff_base", "LETSGO_WORKER_BACKOFF_BASE_SECONDS", "2", seconds(0, 43200), "First retry delay; doubles per receive."),
+    _host("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", seconds(0, 43200), "Longest retry delay."),
+    _host("aws_region", "AWS_REGION", None, optional, "AWS region for SQS and DynamoDB."),
+    _host("aws_endpoint_url", "AWS_ENDPOINT_URL", None, optional, "Endpoint of every AWS service, e.g. a local emulator (boto3 reads it too)."),
+    _host("lambda_function_name", "AWS_LAMBDA_FUNCTION_NAME", None, optional, "Set by Lambda; `invoke` names its simulated function after it."),
+    _host("lambda_function_version", "AWS_LAMBDA_FUNCTION_VERSION", None, optional, "Set by Lambda; the version `invoke` simulates."),
+    _host("lambda_memory_size", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None, optional, "Set by Lambda; the memory (MB) `invoke` simulates."),
+    _host("idempotency_table", "LETSGO_WORKER_IDEMPOTENCY_TABLE", None, optional, "DynamoDB table for the idempotency store (AWS)."),
+    _host("pki_private_key", "LETSGO_PKI_PRIVATE_KEY", None, optional, "PEM private key for the worker's access tokens.", secret=True),
+    _host("pki_private_key_file", "LETSGO_PKI_PRIVATE_KEY_FILE", None, optional, "File holding that PEM key."),
+    _host("stripe_test_webhook_key", "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, test mode.", secret=True),
+    _host("stripe_live_webhook_key", "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, live mode.", secret=True),
+    _host("plugins", "LETSGO_WORKER_PLUGINS", None, comma_list, "Load only these plugins (comma list; empty: none)."),
+    _host("disable_plugins", "LETSGO_WORKER_DISABLE_PLUGINS", "", comma_list, "Never load these plugins (comma list)."),
+    _host("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", flag, "A plugin that fails to import stops start-up."),
+    _host("trace_plugins", "LETSGO_WORKER_TRACE_PLUGINS", "0", flag, "Log every hook call with its arguments and results."),
+    _host("log_level", "LETSGO_WORKER_LOG_LEVEL", "INFO", log_level, "Log level."),
 )
+
+
+#: What a secret's error says instead of showing the value.
+_NOT_SHOWN = " (the value is not shown because it is a secret)"
+
+
+def _parse(setting: Setting, raw: str, source: str | None = None) -> Any:
+    """``raw`` through ``setting.parse``; a :class:`ConfigError` names ``source`` (default: the variable)."""
+    try:
+        return setting.parse(raw)
+    except ValueError as error:
+        reason = str(error)
+        # int() and float() explain in Python's words; people want to know it is not a number.
+        if reason.startswith(("invalid literal", "could not convert")):
+            reason = "not a number"
+        if setting.secret:
+            raise ConfigError(f"{source or setting.variable} is invalid: {reason}{_NOT_SHOWN}") from None
+        culprit = f"{source} {raw!r}" if source else f"{setting.variable}={raw!r}"
+        raise ConfigError(f"{culprit} is invalid: {reason}") from None
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The worker's configuration, parsed and validated. Build with :meth:`from_env`."""
+    """The worker's configuration, parsed and validated. Build with :meth:`from_env`.
+
+    The host's settings are attributes (``settings.port``); a plugin's are read
+    with :meth:`get`. Secrets never appear in the repr, so a logged Settings
+    cannot leak them.
+    """
 
     port: int
     host: str
@@ -147,8 +227,11 @@ class Settings:
     backoff_base: float
     backoff_max: float
     aws_region: str | None
+    aws_endpoint_url: str | None
+    lambda_function_name: str | None
+    lambda_function_version: str | None
+    lambda_memory_size: str | None
     idempotency_table: str | None
-    # Secrets never appear in a repr, so a logged Settings cannot leak them.
     pki_private_key: str | None = field(repr=False)
     pki_private_key_file: str | None
     stripe_test_webhook_key: str | None = field(repr=False)
@@ -158,31 +241,90 @@ class Settings:
     strict_plugins: bool
     trace_plugins: bool
     log_level: str
+    # The environment read, kept so plugin settings declared at start-up are read
+    # from the same place; it holds every secret, so it is never shown or compared.
+    _environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # Variable -> parsed value of each plugin setting, filled by with_plugin_settings().
+    _plugin_values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Parse every setting from ``environ`` (default ``os.environ``).
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        flags: Mapping[str, tuple[str, str | None]] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Parse every host setting from ``environ`` (default ``os.environ``).
 
-        Keyword ``overrides`` (by field name) win over the environment, for
-        command-line flags and tests. Raises :class:`ConfigError` naming the
-        first bad variable.
+        ``flags`` maps a field name to a command-line flag and its text, e.g.
+        ``{"port": ("--port", "8080")}``; the text goes through the setting's
+        own parser and wins over the environment, and a bad one is a
+        :class:`ConfigError` naming the flag: ``--port '70000' is invalid:
+        expected an integer from 0 to 65535``. A flag whose text is None was
+        not given and is skipped. Keyword ``overrides`` (by field name) are
+        already-parsed values that win over both, for tests and embedding.
+
+        Raises :class:`ConfigError` naming the first bad variable or flag.
         """
-        environ = os.environ if environ is None else environ
+        environ = dict(os.environ if environ is None else environ)
+        given = {name: given for name, given in (flags or {}).items() if given[1] is not None}
+        unknown = (set(given) | set(overrides)) - {s.field for s in SETTINGS}
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
         for setting in SETTINGS:
             if setting.field in overrides:
                 continue
-            raw = environ.get(setting.variable, setting.default)
-            if raw is None:
-                values[setting.field] = None
+            if setting.field in given:
+                flag_name, raw = given[setting.field]
+                values[setting.field] = _parse(setting, raw, flag_name)
                 continue
-            try:
-                values[setting.field] = setting.parse(raw)
-            except ValueError as error:
-                reason = str(error) if not str(error).startswith(("invalid literal", "could not convert")) else "not a number"
-                raise ConfigError(f"{setting.variable}={raw!r} is invalid: {reason}") from None
+            raw = environ.get(setting.variable, setting.default)
+            values[setting.field] = None if raw is None else _parse(setting, raw)
         values.update(overrides)
-        return cls(**values)
+        return cls(**values, _environ=environ)
+
+    def with_plugin_settings(self, declared: Iterable[Setting]) -> Settings:
+        """A copy that also holds the values of the plugin settings ``declared``.
+
+        Each is parsed from the environment these settings were read from, with
+        its own parser; a bad value raises :class:`ConfigError` naming the
+        variable. The worker calls this at start-up with every setting that
+        plugins registered through ``letsgo_register_settings``.
+        """
+        values: dict[str, Any] = {}
+        for setting in declared:
+            raw = self._environ.get(setting.variable, setting.default)
+            values[setting.variable] = None if raw is None else _parse(setting, raw)
+        return dataclasses.replace(self, _plugin_values=values)
+
+    def get(self, setting: Setting) -> Any:
+        """The parsed value of ``setting``: ``worker.settings.get(SLACK_URL)``.
+
+        For a plugin's setting, it must have been registered through
+        ``letsgo_register_settings`` (by any plugin) and the worker started;
+        otherwise :class:`LookupError` says so. A host setting is its attribute.
+        """
+        if setting.field is not None:
+            return getattr(self, setting.field)
+        try:
+            return self._plugin_values[setting.variable]
+        except KeyError:
+            raise LookupError(
+                f"{setting.variable} is not a declared setting: register it in letsgo_register_settings "
+                "and read it once the worker has started"
+            ) from None
+
+    def display(self, setting: Setting) -> str | None:
+        """``setting``'s text as configured, for listings: None when unset, ``"<secret>"`` for a secret."""
+        raw = self._environ.get(setting.variable, setting.default)
+        if raw is None:
+            return None
+        return "<secret>" if setting.secret else raw
 
 
-assert {f.name for f in fields(Settings)} == {s.field for s in SETTINGS}
+_FIELDS = [f for f in fields(Settings) if not f.name.startswith("_")]
+assert [f.name for f in _FIELDS] == [s.field for s in SETTINGS]
+# A secret of the host must be hidden from the repr as well as from errors.
+assert {f.name for f in _FIELDS if not f.repr} == {s.field for s in SETTINGS if s.secret}

@@ -59,6 +59,53 @@ def test_overrides_win_over_the_environment():
     assert Settings.from_env({"PORT": "1"}, port=2).port == 2
 
 
+def test_flags_go_through_the_same_parsers_and_win_over_the_environment():
+    settings = Settings.from_env({"PORT": "1", "LETSGO_WORKER_DB": "env.db"}, flags={"port": ("--port", "8080"), "db_path": ("--db", None)})
+    assert settings.port == 8080
+    assert settings.db_path == "env.db"  # a flag that was not given leaves the environment's value
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"port": ("--port", "70000")}, "--port '70000' is invalid: expected an integer from 0 to 65535"),
+        ({"port": ("--port", "eighty")}, "--port 'eighty' is invalid: not a number"),
+        ({"batch_window": ("--window", "nan")}, "--window 'nan' is invalid: expected a number of seconds from 0 to 300"),
+    ],
+)
+def test_a_bad_flag_is_named_with_its_value(flags, message):
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({}, flags=flags)
+    assert str(raised.value) == message
+
+
+def test_a_bad_flag_is_reported_even_when_the_environment_is_fine():
+    with pytest.raises(ConfigError, match="^--port '-1' is invalid"):
+        Settings.from_env({"PORT": "3002"}, flags={"port": ("--port", "-1")})
+
+
+def test_an_unknown_flag_or_override_is_a_programming_error():
+    with pytest.raises(TypeError, match="no such setting: colour"):
+        Settings.from_env({}, flags={"colour": ("--colour", "red")})
+    with pytest.raises(TypeError, match="no such setting: colour"):
+        Settings.from_env({}, colour="red")
+
+
+def test_a_secret_with_a_bad_value_is_named_but_not_shown():
+    from host.config import Setting, int_between
+
+    pin = Setting("MY_PIN", None, int_between(0, 9999), "A secret number.", secret=True)
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"MY_PIN": "SECRET-12345"}).with_plugin_settings([pin])
+    assert str(raised.value) == "MY_PIN is invalid: not a number (the value is not shown because it is a secret)"
+
+
+def test_the_environment_read_is_kept_but_never_shown_or_compared():
+    read = Settings.from_env({"SOME_PLUGIN_TOKEN": "tok_SECRET"})
+    assert "tok_SECRET" not in repr(read)
+    assert read == Settings.from_env({})
+
+
 def test_secrets_never_appear_in_the_repr():
     settings = Settings.from_env(
         {
