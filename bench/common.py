@@ -39,6 +39,24 @@ def order_body(index: int, *, valid: bool = True) -> str:
     return json.dumps({"type": "OrderNew", "payload": payload})
 
 
+#: The payload of the contact form submission that the ingestion scenario posts.
+CONTACT_PAYLOAD = {
+    "email": "ada@example.com",
+    "name": "Ada Lovelace",
+    "message": "Hello, is there a plan for teams of five?",
+    "timestamp": "2026-01-01T12:00:00.000Z",
+    "query": {"utm_source": "newsletter"},
+}
+
+
+def contact_request() -> bytes:
+    """A ``POST /`` body as LetsGo's queue client sends it: ``{"Records": [...]}`` with one ``letsgo:contact``."""
+    from host.services.enqueue import local_request_body, message_body
+
+    body = message_body({"type": "letsgo:contact", "payload": CONTACT_PAYLOAD})
+    return json.dumps(local_request_body(body)).encode()
+
+
 def sqs_record(body: str, *, message_id: str | None = None, sent_ms: int | None = None) -> dict[str, Any]:
     """An SQS record as Lambda's event source mapping delivers it (every attribute present)."""
     now_ms = int(time.time() * 1000) if sent_ms is None else sent_ms
@@ -209,23 +227,32 @@ class Measure:
 
 @dataclass
 class Target:
-    """A target of the issue: ``ratio`` (or value) compared with ``bound``."""
+    """A target of the issue: ``ratio`` (or value) compared with ``bound``.
+
+    ``before`` is the figure before the current round of work, shown beside the
+    new one; ``value`` is None when the target could not be measured, and
+    ``unmeasured`` then says why.
+    """
 
     name: str
-    value: float
+    value: float | None
     bound: float
     op: str  # "<=" or ">="
     unit: str = "x"
+    before: str = ""
+    unmeasured: str = ""
 
     @property
     def met(self) -> bool:
         """True when the measured value is on the right side of the bound."""
+        if self.value is None:
+            return False
         return self.value <= self.bound if self.op == "<=" else self.value >= self.bound
 
     @property
     def miss(self) -> str:
-        """By how much the target is missed, in percent of the bound ('' when met)."""
-        if self.met:
+        """By how much the target is missed, in percent of the bound ('' when met or not measured)."""
+        if self.met or self.value is None:
             return ""
         return f"{abs(self.value - self.bound) / self.bound * 100:.0f}% {'over' if self.op == '<=' else 'under'}"
 
@@ -248,9 +275,15 @@ class Result:
         self.measures.append(Measure(metric, subject, float(value), unit, detail))
         return value
 
-    def target(self, name: str, value: float, bound: float, op: str, unit: str = "x") -> Target:
-        """Record a target's measured value."""
-        target = Target(name, float(value), bound, op, unit)
+    def target(self, name: str, value: float, bound: float, op: str, unit: str = "x", *, before: str = "") -> Target:
+        """Record a target's measured value, with the figure ``before`` this round of work."""
+        target = Target(name, float(value), bound, op, unit, before)
+        self.targets.append(target)
+        return target
+
+    def unmeasured(self, name: str, why: str, bound: float, op: str, unit: str = "x", *, before: str = "") -> Target:
+        """Record a target that could not be measured, and why (never a made-up figure)."""
+        target = Target(name, None, bound, op, unit, before, why)
         self.targets.append(target)
         return target
 

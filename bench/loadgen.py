@@ -49,7 +49,7 @@ def _wrk(url: str, body_path: str, connections: int, seconds: float, count: int)
     threads = min(2, connections)
     duration = seconds if seconds else 300  # count mode: the count ends the run, this only bounds it
     argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s", "--timeout", "10s",
-            "-s", str(BENCH / "post.lua"), url, "--", body_path]
+            "--latency", "-s", str(BENCH / "post.lua"), url, "--", body_path]
     with tempfile.TemporaryDirectory(prefix="wrk-markers-") as markers:
         if count:
             argv += [str(max(1, count // threads)), markers]

@@ -77,7 +77,8 @@ def run(mode: str, tool: str | None = None) -> Result:
         result.measure("growth from cold", "letsgo", (after / cold - 1) * 100, "%", "reference, no target")
         result.measure(f"RSS after a second {seconds / 2:g} s load", "letsgo", again, "MiB", "reference, no target")
         result.measure("growth during the second load", "letsgo", (again / after - 1) * 100, "%", "reference, no target")
-        result.target("RSS growth under load (before to after)", (after / before - 1) * 100, 10, "<=", "%")
+        result.target("RSS growth under load (before to after)", (after / before - 1) * 100, 10, "<=", "%",
+                      before="0.58 %")
     return result
 
 

@@ -1,8 +1,8 @@
-"""Servers under load: the real ``letsgo-worker serve`` and the same HTTP stack without storage.
+"""Servers under load: the real ``letsgo-worker serve`` and the Node reference (``bench/reference_server.js``).
 
 Each runs in its own process (the load generator is outside both), binds port
-0 on 127.0.0.1, announces ``listening on http://...`` on stderr, and is stopped
-with SIGTERM (SIGKILL if it does not stop in time).
+0 on 127.0.0.1, announces ``listening on http://...`` in its output, and is
+stopped with SIGTERM (SIGKILL if it does not stop in time).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import ROOT, clean_environ, python_exe, rss_kib
+from bench.common import BENCH, ROOT, clean_environ, python_exe, rss_kib
 
 LISTENING = re.compile(r"listening on (http://[0-9.]+:[0-9]+)")
 
@@ -38,7 +39,7 @@ def bench_plugin_path(directory: Path) -> Path:
 
 
 class Server:
-    """A server process started by :func:`start_serve` or :func:`start_null_server`."""
+    """A server process started by :func:`start_serve` or :func:`start_reference_server`."""
 
     def __init__(self, name: str, argv: list[str], directory: Path, env: dict[str, str]) -> None:
         self.name = name
@@ -119,7 +120,14 @@ def start_serve(directory: Path, *, bench_plugin: bool = False, **env: str) -> S
     return Server("letsgo-serve", argv, directory, environ)
 
 
-def start_null_server(directory: Path) -> Server:
-    """The same HTTP server and intake parsing, answering 201 without storing anything."""
-    environ = clean_environ(PYTHONPATH=str(ROOT))
-    return Server("null-server", [python_exe(), "-m", "bench.null_server"], directory, environ)
+def node_exe() -> str | None:
+    """The ``node`` binary on PATH, or None when Node is not installed."""
+    return shutil.which("node")
+
+
+def start_reference_server(directory: Path) -> Server:
+    """The Node reference: LetsGo's original per-request intake work, storing nothing (needs :func:`node_exe`)."""
+    node = node_exe()
+    if node is None:
+        raise RuntimeError("node is not installed: the Node reference server cannot run")
+    return Server("node-reference", [node, str(BENCH / "reference_server.js"), "0"], directory, clean_environ())

@@ -3,13 +3,17 @@
 No timing is asserted: speed is measured by ``make bench``, not by the test
 suite. This only keeps the scripts from rotting: every scenario runs (cold
 starts in new processes, the real ``letsgo-worker serve`` under the Python load
-generator, so wrk is not needed), and RESULTS.md is rendered from its rows.
+generator, so wrk is not needed; the Node reference server when node is
+installed), and RESULTS.md is rendered from its rows.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +21,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+NODE = shutil.which("node")
+NODE_TARGET = "durable intake vs Node reference, 16 connections (aim 1.0x)"
 SCENARIOS = {
     # module: (scenario number, targets it must report)
     "cold_start": ("1", {"wall vs limit", "wall vs peer", "peak RSS vs limit"}),
     "warm_throughput": ("2", {"throughput vs peer", "throughput vs limit", "throughput vs peer (1 in 10 invalid)",
                               "throughput vs limit (1 in 10 invalid)"}),
     "io_batches": ("3", {"async handlers: 10-message batch vs 1 message", "sync handlers: 10-message batch vs 1 message"}),
-    "ingestion": ("4", {"durable intake vs non-storing, 16 connections"}),
+    "ingestion": ("4", {"durable intake p50 latency, 1 connection", NODE_TARGET}),
     "end_to_end": ("5", {"end-to-end throughput"}),
     "memory": ("6", {"RSS growth under load (before to after)"}),
 }
@@ -66,8 +72,13 @@ def test_each_scenario_writes_well_formed_rows(tiny_run, module):
     assert {target["name"] for target in result["targets"]} == targets
     for target in result["targets"]:
         assert target["op"] in ("<=", ">=")
-        assert math.isfinite(target["value"]) and target["value"] >= -100, target
+        assert target["before"], f"{target['name']} shows no figure from before"
         assert isinstance(target["met"], bool)
+        if target["value"] is None:  # only the comparison with Node, and only without node
+            assert target["name"] == NODE_TARGET and not NODE, target
+            assert target["unmeasured"] == "node is not installed" and not target["met"] and not target["miss"]
+            continue
+        assert math.isfinite(target["value"]) and target["value"] >= -100, target
         assert target["met"] == (target["value"] <= target["bound"] if target["op"] == "<=" else target["value"] >= target["bound"])
         assert (target["miss"] == "") == target["met"]
 
@@ -76,12 +87,68 @@ def test_results_markdown_has_every_scenario_and_the_machine(tiny_run):
     _, _, out = tiny_run
     text = out.read_text()
     assert text.startswith("# Benchmark results")
-    for key in ("| machine |", "| python |", "| versions |", "| load generator |", "| commit |"):
+    for key in ("| machine |", "| python |", "| versions |", "| load generator |", "| node |", "| commit |"):
         assert key in text
     for module, (number, _) in SCENARIOS.items():
         assert f"\n## {number}. " in text, module
     assert "## Targets:" in text
-    assert "not measured" not in text
+    if NODE:
+        assert "not measured" not in text
+    else:
+        assert f"| {NODE_TARGET} | 0.23x | - | >= 0.60x | not measured: node is not installed |" in text
+
+
+def test_a_target_not_measured_is_shown_as_such_never_with_a_figure():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.common import Result
+        from bench.run import target_rows
+    finally:
+        sys.path.remove(str(ROOT))
+    result = Result("4", "Local ingestion", "tiny", "method")
+    result.unmeasured(NODE_TARGET, "node is not installed", 0.6, ">=", before="0.23x")
+    assert target_rows([result.to_json()]) == [
+        ["4. Local ingestion", NODE_TARGET, "0.23x", "-", ">= 0.60x", "not measured: node is not installed"]
+    ]
+
+
+@pytest.fixture
+def reference_server():
+    """``node bench/reference_server.js 0``, stopped afterwards; its host and port."""
+    if not NODE:
+        pytest.skip("node is not installed")
+    server = subprocess.Popen([NODE, str(ROOT / "bench" / "reference_server.js"), "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        match = re.search(r"listening on http://(127\.0\.0\.1):(\d+)", line)
+        assert match, f"the reference server printed {line!r}"
+        yield match.group(1), int(match.group(2))
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_the_node_reference_answers_201_with_the_ids_and_400_to_bad_json(reference_server):
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.common import contact_request
+    finally:
+        sys.path.remove(str(ROOT))
+    connection = http.client.HTTPConnection(*reference_server, timeout=10)
+    body = contact_request()
+    sent_id = json.loads(body)["Records"][0]["messageId"]
+    for _ in range(2):  # the second request on the same kept-alive connection
+        connection.request("POST", "/", body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 201
+        assert response.getheader("Content-Type") == "application/json"
+        assert json.loads(response.read()) == {"messageIds": [sent_id]}
+    for bad in (b"{not json", json.dumps({"Records": [{"messageId": "m-1", "body": "{not json"}]}).encode()):
+        connection.request("POST", "/", bad, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert response.status == 400
+        assert "not valid JSON" in json.loads(response.read())["error"]
+    connection.close()
 
 
 def test_the_subjects_do_the_same_work():
