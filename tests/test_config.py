@@ -126,3 +126,36 @@ def test_every_setting_is_documented_in_the_readme():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     missing = [s.variable for s in SETTINGS if f"`{s.variable}`" not in readme]
     assert missing == []
+
+
+# -------------------------------------------------------------------------
+# Nobody else reads the environment: invoke and the AWS clients go through Settings
+# -------------------------------------------------------------------------
+
+
+def test_invoke_context_takes_lambda_names_from_settings():
+    from host.aws.invoke import LambdaContext
+
+    settings = Settings.from_env(
+        {"AWS_LAMBDA_FUNCTION_NAME": "orders", "AWS_LAMBDA_FUNCTION_VERSION": "7",
+         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": "eu-west-3"}
+    )
+    context = LambdaContext(1000, settings=settings)
+    assert (context.function_name, context.function_version, context.memory_limit_in_mb) == ("orders", "7", "512")
+    assert context.invoked_function_arn == "arn:aws:lambda:eu-west-3:000000000000:function:orders"
+    default = LambdaContext(1000, settings=Settings.from_env({}))
+    assert (default.function_name, default.function_version, default.memory_limit_in_mb) == ("letsgo-worker", "$LATEST", "128")
+
+
+def test_aws_clients_are_shared_per_endpoint(monkeypatch):
+    pytest.importorskip("boto3")
+    from host.aws.clients import aws_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    first = aws_client("sqs", "us-east-1")
+    assert aws_client("sqs", "us-east-1") is first
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:2")
+    second = aws_client("sqs", "us-east-1")
+    assert second is not first and second.meta.endpoint_url == "http://127.0.0.1:2"

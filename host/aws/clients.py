@@ -7,7 +7,6 @@ warm Lambda reuses it across invocations.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from typing import Any
@@ -30,10 +29,14 @@ def region_from_queue_url(queue_url: str) -> str | None:
 def aws_client(service: str, region: str | None = None) -> Any:
     """A shared boto3 client for ``service`` in ``region`` (None: boto3's own lookup).
 
-    ``AWS_ENDPOINT_URL`` (honoured by boto3 itself) is part of the cache key, so
-    a process that points boto3 at another endpoint gets a fresh client.
+    ``AWS_ENDPOINT_URL`` is part of the cache key, so a process that points
+    boto3 at another endpoint (a test against a local emulator) gets a fresh
+    client. boto3 reads the variable itself, as well as its per-service
+    forms, so it is not passed on.
     """
-    key = (service, region, os.environ.get("AWS_ENDPOINT_URL"))
+    from host.config import Settings
+
+    key = (service, region, Settings.from_env().aws_endpoint_url)
     client = _clients.get(key)
     if client is not None:
         return client

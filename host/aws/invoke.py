@@ -19,6 +19,8 @@ import traceback
 import uuid
 from typing import Any
 
+from host.config import Settings
+
 #: Exit status when the event file cannot be read.
 EXIT_USAGE = 2
 #: Exit status when the handler raised or timed out.
@@ -36,15 +38,18 @@ class LambdaContext:
     """A context object with the attributes and method of the Lambda Python runtime's.
 
     ``get_remaining_time_in_millis()`` counts down from ``timeout_ms`` (never
-    below 0). Names come from the ``AWS_LAMBDA_*`` variables when set.
+    below 0). Names come from the ``AWS_LAMBDA_*`` variables of ``settings``
+    (default: read from the environment) when set.
     """
 
-    def __init__(self, timeout_ms: int, *, function_name: str | None = None, region: str | None = None) -> None:
-        self.function_name = function_name or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or "letsgo-worker"
-        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST"
-        region = region or os.environ.get("AWS_REGION") or "us-east-1"
+    def __init__(self, timeout_ms: int, *, function_name: str | None = None, region: str | None = None,
+                 settings: Settings | None = None) -> None:
+        settings = settings if settings is not None else Settings.from_env()
+        self.function_name = function_name or settings.lambda_function_name or "letsgo-worker"
+        self.function_version = settings.lambda_function_version or "$LATEST"
+        region = region or settings.aws_region or "us-east-1"
         self.invoked_function_arn = f"arn:aws:lambda:{region}:000000000000:function:{self.function_name}"
-        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or "128"
+        self.memory_limit_in_mb = settings.lambda_memory_size or "128"
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{self.function_name}"
         self.log_stream_name = time.strftime("%Y/%m/%d/[$LATEST]", time.gmtime()) + uuid.uuid4().hex
