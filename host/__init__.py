@@ -1,18 +1,88 @@
 """letsgo-worker: a plugin host for SaaS background work on AWS Lambda + SQS and locally.
 
-Plugins import :data:`hookimpl` to implement the hooks of :mod:`host.hookspecs`.
+This package is the public API, what plugins and apps import (everything under
+``host.*`` may move). Plugins import :data:`hookimpl` to implement the hooks
+of :mod:`host.hookspecs`, and declare their configuration with
+:class:`Setting`.
+
+``host`` is imported on the Lambda cold-start path, so names whose module is
+costly to import (the worker, routes, the idempotency store) are loaded on
+first use (PEP 562); every name is in ``__all__`` either way.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import pluggy
 
+from host.config import (
+    RegisterSetting,
+    Setting,
+    Settings,
+    comma_list,
+    flag,
+    int_between,
+    optional,
+    seconds,
+)
 from host.core.context import Context, MessageContext
 from host.core.registry import Message
+from host.errors import ConfigError, NotificationError, RegistrationError, StartupError, WorkerError
+
+if TYPE_CHECKING:
+    from host.core.worker import Worker
+    from host.local.routes import Request, Response
 
 __version__ = "0.1.0"
 
 #: Marker for hook implementations: ``@hookimpl def letsgo_register_messages(register): ...``
 hookimpl = pluggy.HookimplMarker("letsgo_worker")
+#: Marker for hook specifications, for a plugin that adds hooks of its own (see ``letsgo_add_hookspecs``).
+hookspec = pluggy.HookspecMarker("letsgo_worker")
 
-__all__ = ["Context", "Message", "MessageContext", "__version__", "hookimpl"]
+#: Name -> (module, attribute) of the names loaded on first use.
+_LAZY = {
+    "Request": ("host.local.routes", "Request"),
+    "Response": ("host.local.routes", "Response"),
+    "Worker": ("host.core.worker", "Worker"),
+}
+
+__all__ = [
+    "ConfigError",
+    "Context",
+    "Message",
+    "MessageContext",
+    "NotificationError",
+    "RegisterSetting",
+    "RegistrationError",
+    "Request",
+    "Response",
+    "Setting",
+    "Settings",
+    "StartupError",
+    "Worker",
+    "WorkerError",
+    "__version__",
+    "comma_list",
+    "flag",
+    "hookimpl",
+    "hookspec",
+    "int_between",
+    "optional",
+    "seconds",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'host' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -145,8 +145,6 @@ SETTINGS: tuple[Setting, ...] = (
     _host("db_path", "LETSGO_WORKER_DB", ".letsgo/worker.db", text, "SQLite file of the local queue."),
     _host("schedule", "LETSGO_WORKER_SCHEDULE", None, optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),
     _host("schedule_timezone", "LETSGO_WORKER_SCHEDULE_TIMEZONE", "UTC", text, "IANA time zone of the schedule."),
-    _host("slack_url", "LETSGO_SLACK_URL", None, optional, "Slack incoming webhook URL; unset: Slack notifications are off.", secret=True),
-    _host("slack_timeout", "LETSGO_SLACK_TIMEOUT_SECONDS", "10", seconds(0.1, 300), "Seconds to wait for Slack to answer one post."),
     _host("api_url", "LETSGO_API_URL", None, optional, "Base URL of the app's API."),
     _host("api_audience", "LETSGO_API_AUDIENCE", "letsgo:service", text, "Audience of the worker's access token."),
     _host("local_queue_url", "LETSGO_LOCAL_QUEUE_URL", None, optional, "Local server URL for enqueue(); unset: SQS."),
@@ -168,8 +166,6 @@ SETTINGS: tuple[Setting, ...] = (
     _host("idempotency_table", "LETSGO_WORKER_IDEMPOTENCY_TABLE", None, optional, "DynamoDB table for the idempotency store (AWS)."),
     _host("pki_private_key", "LETSGO_PKI_PRIVATE_KEY", None, optional, "PEM private key for the worker's access tokens.", secret=True),
     _host("pki_private_key_file", "LETSGO_PKI_PRIVATE_KEY_FILE", None, optional, "File holding that PEM key."),
-    _host("stripe_test_webhook_key", "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, test mode.", secret=True),
-    _host("stripe_live_webhook_key", "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, live mode.", secret=True),
     _host("plugins", "LETSGO_WORKER_PLUGINS", None, comma_list, "Load only these plugins (comma list; empty: none)."),
     _host("disable_plugins", "LETSGO_WORKER_DISABLE_PLUGINS", "", comma_list, "Never load these plugins (comma list)."),
     _host("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", flag, "A plugin that fails to import stops start-up."),
@@ -211,8 +207,6 @@ class Settings:
     db_path: str
     schedule: str | None
     schedule_timezone: str
-    slack_url: str | None = field(repr=False)
-    slack_timeout: float
     api_url: str | None
     api_audience: str
     local_queue_url: str | None
@@ -234,8 +228,6 @@ class Settings:
     idempotency_table: str | None
     pki_private_key: str | None = field(repr=False)
     pki_private_key_file: str | None
-    stripe_test_webhook_key: str | None = field(repr=False)
-    stripe_live_webhook_key: str | None = field(repr=False)
     plugins: frozenset[str] | None
     disable_plugins: frozenset[str]
     strict_plugins: bool

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from host.config import RegisterSetting
     from host.core.context import Context
     from host.core.notify import Notification
     from host.core.registry import Register
@@ -44,6 +45,30 @@ def letsgo_add_hookspecs(pluginmanager: pluggy.PluginManager) -> None:
         ``pluginmanager.add_hookspecs(module_or_class)``.
 
     The return value is ignored. Any plugin may implement this hook.
+    """
+
+
+@hookspec
+def letsgo_register_settings(register: RegisterSetting) -> None:
+    """Declare the configuration variables this plugin reads.
+
+    Called once per process, while the worker starts, for each plugin
+    separately, before any other hook below; so a bad value stops start-up
+    before anything runs, and every variable is recorded with its plugin.
+
+    :param register: Call ``register(setting)`` once per variable, with a
+        :class:`host.Setting` (its ``variable``, ``default`` as text,
+        ``parse``, ``description`` and whether it is a ``secret``). The
+        worker reads every declared variable from the environment (and
+        ``.env``) that its :class:`host.Settings` came from, and parses it with
+        ``setting.parse``; a bad value is a start-up error naming the
+        variable (and, unless the setting is a secret, the value). Read the
+        value from :func:`letsgo_startup` on, with
+        ``worker.settings.get(setting)``. A secret's value never appears in a
+        repr, a log line, an error or the ``letsgo-worker plugins`` listing.
+
+    Declaring a variable that another plugin declared, or one of the host's
+    own, is a start-up error naming both. The return value is ignored.
     """
 
 

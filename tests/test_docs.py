@@ -55,3 +55,24 @@ def test_hook_is_exercised_by_a_test(name, function):
     tests = [p for p in ROOT.glob("tests/**/*.py") if p.name != "test_docs.py"]
     tests += list(ROOT.glob("plugins/*/tests/**/*.py"))
     assert any(name in path.read_text() for path in tests), f"no test implements or calls {name}"
+
+
+def plugin_settings():
+    """Every setting the plugins in this repository declare, through their ``letsgo_register_settings``."""
+    import importlib
+
+    declared = []
+    for project in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
+        module = importlib.import_module(project.parent.name)
+        hook = getattr(module, "letsgo_register_settings", None)
+        if hook is not None:
+            hook(register=declared.append)
+    return declared
+
+
+def test_every_plugin_setting_is_documented_in_the_readme():
+    declared = plugin_settings()
+    assert {"LETSGO_SLACK_URL", "LETSGO_STRIPE_TEST_WEBHOOK_KEY"} <= {s.variable for s in declared}
+    readme = (ROOT / "README.md").read_text()
+    missing = [s.variable for s in declared if f"| `{s.variable}` |" not in readme]
+    assert missing == []

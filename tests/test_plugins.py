@@ -274,3 +274,158 @@ def test_hooks_of_objects_a_plugin_registers_are_listed_with_it(make_worker):
     worker = make_worker(plugins=[Parent()], entry_points=False)
     (info,) = worker.plugins
     assert worker.plugin_hooks(info) == ["letsgo_notify", "letsgo_startup"]
+
+
+# -------------------------------------------------------------------------
+# Plugin settings: declared by the plugin, read by the host's Settings
+# -------------------------------------------------------------------------
+
+
+def settings_plugin(name: str, *settings, distribution: str | None = None):
+    """An in-process plugin declaring ``settings`` and remembering what ``letsgo_startup`` read."""
+
+    class Plugin:
+        __name__ = name
+        read: dict = {}
+
+        @hookimpl
+        def letsgo_register_settings(self, register):
+            for setting in settings:
+                register(setting)
+
+        @hookimpl
+        def letsgo_startup(self, worker):
+            Plugin.read = {setting.variable: worker.settings.get(setting) for setting in settings}
+
+    plugin = Plugin()
+    plugin.distribution = distribution
+    return plugin
+
+
+def test_a_plugin_setting_is_parsed_from_the_environment_and_read_at_startup(make_worker):
+    from host import Setting, flag, seconds
+
+    timeout = Setting("ACME_TIMEOUT_SECONDS", "10", seconds(1, 60), "How long to wait.")
+    verbose = Setting("ACME_VERBOSE", "no", flag, "Say more.")
+    plugin = settings_plugin("acme", timeout, verbose)
+    worker = make_worker(plugins=[plugin], env={"ACME_TIMEOUT_SECONDS": "2.5"}, entry_points=False)
+    assert plugin.read == {"ACME_TIMEOUT_SECONDS": 2.5, "ACME_VERBOSE": False}
+    assert worker.settings.get(timeout) == 2.5
+    assert worker.plugin_settings == {"acme": [timeout, verbose]}
+
+
+def test_a_bad_plugin_setting_is_a_startup_error_naming_the_variable(make_worker):
+    from host import ConfigError, Setting, seconds
+
+    plugin = settings_plugin("acme", Setting("ACME_TIMEOUT_SECONDS", "10", seconds(1, 60), "How long to wait."))
+    with pytest.raises(ConfigError) as raised:
+        make_worker(plugins=[plugin], env={"ACME_TIMEOUT_SECONDS": "soon"}, entry_points=False)
+    assert str(raised.value) == "ACME_TIMEOUT_SECONDS='soon' is invalid: not a number"
+    assert plugin.read == {}  # start-up stopped before letsgo_startup
+
+
+def test_two_plugins_declaring_one_variable_is_a_startup_error_naming_both(make_worker):
+    from host import Setting
+
+    first = settings_plugin("acme", Setting("SHARED_TOKEN"), distribution="acme-dist")
+    second = settings_plugin("other", Setting("SHARED_TOKEN"))
+    with pytest.raises(RegistrationError) as raised:
+        make_worker(plugins=[first, second], entry_points=False)
+    assert str(raised.value) == "setting SHARED_TOKEN is declared by both plugin 'acme' (distribution 'acme-dist') and plugin 'other'"
+
+
+def test_a_plugin_cannot_declare_a_host_variable(make_worker):
+    from host import Setting
+
+    with pytest.raises(RegistrationError, match="^setting PORT is declared by both the host and plugin 'acme'$"):
+        make_worker(plugins=[settings_plugin("acme", Setting("PORT"))], entry_points=False)
+
+
+@pytest.mark.parametrize(
+    ("declared", "words"),
+    [
+        ("ACME_URL", "registered 'ACME_URL' as a setting: pass a host.Setting"),
+        ("host-setting", "registered Setting(variable='PORT'"),
+        ("1ACME", "declared a setting named '1ACME': an environment variable name is letters, digits and underscores"),
+    ],
+)
+def test_a_malformed_setting_is_refused_naming_the_plugin(make_worker, declared, words):
+    from host import Setting
+    from host.config import SETTINGS
+
+    setting = {"ACME_URL": "ACME_URL", "host-setting": SETTINGS[0], "1ACME": Setting("1ACME")}[declared]
+    with pytest.raises(RegistrationError) as raised:
+        make_worker(plugins=[settings_plugin("acme", setting)], entry_points=False)
+    assert str(raised.value).startswith("plugin 'acme' ") and words in str(raised.value)
+
+
+def test_reading_an_undeclared_setting_says_how_to_declare_it(make_worker):
+    from host import Setting
+
+    worker = make_worker(entry_points=False)
+    with pytest.raises(LookupError, match="ACME_URL is not a declared setting: register it in letsgo_register_settings"):
+        worker.settings.get(Setting("ACME_URL"))
+
+
+def test_a_secret_plugin_setting_never_shows(make_worker, caplog):
+    from host import Setting, optional
+
+    token = Setting("ACME_TOKEN", None, optional, "API token.", secret=True)
+    worker = make_worker(plugins=[settings_plugin("acme", token)], env={"ACME_TOKEN": "tok_SECRET"}, entry_points=False)
+    assert worker.settings.get(token) == "tok_SECRET"
+    assert worker.settings.display(token) == "<secret>"
+    assert "tok_SECRET" not in repr(worker.settings) + repr(token) + caplog.text
+
+
+def test_the_installed_plugins_declare_their_own_settings(make_worker):
+    from letsgo_slack import SLACK_TIMEOUT, SLACK_URL
+    from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
+
+    from host.config import SETTINGS
+
+    worker = make_worker(env={"LETSGO_SLACK_TIMEOUT_SECONDS": "3"})
+    assert worker.plugin_settings["letsgo_slack"] == [SLACK_URL, SLACK_TIMEOUT]
+    assert worker.plugin_settings["letsgo_stripe"] == [TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY]
+    assert worker.settings.get(SLACK_TIMEOUT) == 3.0 and worker.settings.get(SLACK_URL) is None
+    assert SLACK_URL.secret and TEST_WEBHOOK_KEY.secret and LIVE_WEBHOOK_KEY.secret and not SLACK_TIMEOUT.secret
+    # The host knows no plugin by name: none of these is among its own settings.
+    assert not {s.variable for s in SETTINGS} & {"LETSGO_SLACK_URL", "LETSGO_SLACK_TIMEOUT_SECONDS",
+                                                 "LETSGO_STRIPE_TEST_WEBHOOK_KEY", "LETSGO_STRIPE_LIVE_WEBHOOK_KEY"}
+
+
+def test_a_plugin_calls_its_own_hook_one_plugin_at_a_time(make_worker):
+    from host import hookspec
+
+    class Specs:
+        @hookspec
+        def acme_discounts(self, register, worker):
+            """Register discounts."""
+
+    class Host:
+        __name__ = "acme_host"
+
+        @hookimpl
+        def letsgo_add_hookspecs(self, pluginmanager):
+            pluginmanager.add_hookspecs(Specs)
+
+    class Summer:
+        __name__ = "summer"
+        distribution = "summer-sales"
+
+        @hookimpl
+        def acme_discounts(self, register):  # a subset of the spec's arguments
+            register("SUMMER")
+
+    class Winter:
+        __name__ = "winter"
+
+        @hookimpl
+        def acme_discounts(self, register, worker):
+            register("WINTER")
+
+    worker = make_worker(plugins=[Host(), Summer(), Winter()], entry_points=False)
+    table = []
+    for impl in worker.implementations("acme_discounts"):
+        impl(register=lambda code, impl=impl: table.append((code, impl.plugin, impl.distribution)), worker=worker)
+    assert table == [("SUMMER", "summer", "summer-sales"), ("WINTER", "winter", None)]
+    assert worker.implementations("acme_nobody_implements") == []

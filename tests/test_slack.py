@@ -267,6 +267,12 @@ def test_an_invalid_url_stops_start_up_without_showing_it(make_worker, url):
     assert not any(secret in message for secret in SECRETS)
 
 
+def test_a_bad_timeout_stops_start_up_naming_the_variable(make_worker, slack):
+    with pytest.raises(StartupError) as caught:
+        make_worker(env={"LETSGO_SLACK_URL": slack.url, "LETSGO_SLACK_TIMEOUT_SECONDS": "0"})
+    assert str(caught.value) == "LETSGO_SLACK_TIMEOUT_SECONDS='0' is invalid: expected a number of seconds from 0.1 to 300"
+
+
 def test_redact_hides_the_url_and_its_path():
     url = "https://hooks.slack.com/services/T1/B2/secret3"
     assert redact(f"POST {url} failed; path /services/T1/B2/secret3", url) == (

@@ -156,3 +156,19 @@ def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.Hoo
 def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     """Call one hook implementation with the subset of ``kwargs`` it accepts."""
     return impl.function(**{name: kwargs[name] for name in impl.argnames})
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One plugin's implementation of one hook, to be called on its own.
+
+    Calling it with keyword arguments passes the subset the implementation
+    accepts, as pluggy does. See :meth:`host.Worker.implementations`.
+    """
+
+    plugin: str
+    distribution: str | None
+    hookimpl: pluggy.HookImpl = field(repr=False)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return call_impl(self.hookimpl, **kwargs)

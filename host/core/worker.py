@@ -3,28 +3,34 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from host.config import Settings, load_dotenv_file
+from host.config import SETTINGS, Setting, Settings, load_dotenv_file
 from host.errors import RegistrationError, StartupError
 from host.core.notify import Notification, deliver, deliver_async
 from host.core.plugins import (
+    Implementation,
     PluginInfo,
-    call_impl,
-    implementations,
     PluginProblem,
     hooks_of,
+    implementations,
     load_entry_point_plugins,
     new_plugin_manager,
 )
 from host.core.registry import Registry
 
+if TYPE_CHECKING:
+    from host.services.enqueue import Enqueuer
+
 logger = logging.getLogger("letsgo.worker")
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class Worker:
@@ -47,6 +53,8 @@ class Worker:
         self.registry = Registry()
         self.plugins: list[PluginInfo] = []
         self.problems: list[PluginProblem] = []
+        #: The settings each plugin declared through ``letsgo_register_settings``, by plugin name.
+        self.plugin_settings: dict[str, list[Setting]] = {}
         self._extra_plugins = list(plugins)
         self._load_entry_points = load_entry_points
         self._executor: ThreadPoolExecutor | None = None
@@ -54,11 +62,14 @@ class Worker:
         self.started = False
         #: The local runtime's queue file, set by ``serve``; the idempotency store lives beside it.
         self.local_db_path: str | None = None
+        #: Where :meth:`enqueue` sends messages: set by the runtime (the local queue under ``serve``,
+        #: the SQS queue under ``serve --sqs``); None means what the settings configure.
+        self.enqueuer: Enqueuer | None = None
 
     # -- start-up ----------------------------------------------------------
 
     def start(self) -> Worker:
-        """Load plugins, register message types and run ``letsgo_startup``; idempotent."""
+        """Load plugins, read their settings, register message types and run ``letsgo_startup``; idempotent."""
         if self.started:
             return self
         if self.settings.trace_plugins:
@@ -71,26 +82,75 @@ class Worker:
             self.plugins.append(PluginInfo(name, getattr(plugin, "distribution", None), None, plugin))
         self.pm.hook.letsgo_add_hookspecs.call_historic(kwargs={"pluginmanager": self.pm})
         self._check_unknown_hooks()
-        dists = {info.name: info.distribution for info in self.plugins}
-        for impl in implementations(self.pm, "letsgo_register_messages"):
-            name = impl.plugin_name
+        self._read_plugin_settings()
+        for impl in self.implementations("letsgo_register_messages"):
             try:
-                call_impl(impl, register=self.registry.registrar(name, dists.get(name)))
+                impl(register=self.registry.registrar(impl.plugin, impl.distribution))
             except RegistrationError:
                 raise
             except Exception as error:
                 raise StartupError(
-                    f"plugin {name!r} failed while registering message types: {type(error).__name__}: {error}"
+                    f"plugin {impl.plugin!r} failed while registering message types: {type(error).__name__}: {error}"
                 ) from error
-        for impl in implementations(self.pm, "letsgo_startup"):
+        for impl in self.implementations("letsgo_startup"):
             try:
-                call_impl(impl, worker=self)
+                impl(worker=self)
             except Exception as error:
                 raise StartupError(
-                    f"plugin {impl.plugin_name!r} failed in letsgo_startup: {type(error).__name__}: {error}"
+                    f"plugin {impl.plugin!r} failed in letsgo_startup: {type(error).__name__}: {error}"
                 ) from error
         self.started = True
         return self
+
+    def implementations(self, hook_name: str) -> list[Implementation]:
+        """Each plugin's implementation of ``hook_name``, in registration order, to call one at a time.
+
+        Each item has ``plugin`` and ``distribution`` and is called with
+        keyword arguments, of which it gets the subset it accepts::
+
+            for impl in worker.implementations("letsgo_stripe_handlers"):
+                impl(register=table.registrar(impl.plugin, impl.distribution))
+
+        Unlike pluggy's broadcast call, this lets a plugin that adds a hook of
+        its own stamp what each plugin registers, and name the plugin in every
+        error. A hook nobody implements gives an empty list.
+        """
+        caller = getattr(self.pm.hook, hook_name, None)
+        if caller is None:
+            return []
+        dists = {info.name: info.distribution for info in self.plugins}
+        return [Implementation(impl.plugin_name, dists.get(impl.plugin_name), impl) for impl in implementations(self.pm, hook_name)]
+
+    def _read_plugin_settings(self) -> None:
+        """Collect every ``letsgo_register_settings`` declaration and parse the values (a bad one stops start-up)."""
+        owners: dict[str, str] = {s.variable: "the host" for s in SETTINGS}
+        self.plugin_settings = {}
+        for impl in self.implementations("letsgo_register_settings"):
+            who = f"plugin {impl.plugin!r}" + (f" (distribution {impl.distribution!r})" if impl.distribution else "")
+            declared = self.plugin_settings.setdefault(impl.plugin, [])
+
+            def register(setting: Setting, who: str = who, declared: list[Setting] = declared) -> None:
+                if not isinstance(setting, Setting) or setting.field is not None:
+                    raise RegistrationError(f"{who} registered {setting!r} as a setting: pass a host.Setting(variable, ...)")
+                if not _VARIABLE_NAME.fullmatch(setting.variable):
+                    raise RegistrationError(
+                        f"{who} declared a setting named {setting.variable!r}: an environment variable name is "
+                        "letters, digits and underscores, not starting with a digit"
+                    )
+                if setting.variable in owners:
+                    raise RegistrationError(f"setting {setting.variable} is declared by both {owners[setting.variable]} and {who}")
+                owners[setting.variable] = who
+                declared.append(setting)
+
+            try:
+                impl(register=register)
+            except RegistrationError:
+                raise
+            except Exception as error:
+                raise StartupError(
+                    f"plugin {impl.plugin!r} failed while declaring its settings: {type(error).__name__}: {error}"
+                ) from error
+        self.settings = self.settings.with_plugin_settings(s for group in self.plugin_settings.values() for s in group)
 
     def _check_unknown_hooks(self) -> None:
         """Report implementations of hooks nobody specified (a typo, or a disabled plugin's hook).
@@ -115,11 +175,11 @@ class Worker:
         """Run every ``letsgo_shutdown`` implementation (each even if one fails)."""
         if not self.started:
             return
-        for impl in implementations(self.pm, "letsgo_shutdown"):
+        for impl in self.implementations("letsgo_shutdown"):
             try:
-                call_impl(impl, worker=self)
+                impl(worker=self)
             except Exception:
-                logger.exception("plugin %r failed in letsgo_shutdown", impl.plugin_name)
+                logger.exception("plugin %r failed in letsgo_shutdown", impl.plugin)
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -137,6 +197,17 @@ class Worker:
         self.pm.add_hookcall_monitoring(before, after)
 
     # -- services for handlers ----------------------------------------------
+
+    def enqueue(self, message: dict[str, Any], delay_seconds: float = 0, **options: Any) -> str:
+        """Enqueue ``message`` through this worker's enqueuer; return its message id.
+
+        The one enqueue path of a process: ``ctx.enqueue`` and plugin routes
+        come here. See :func:`host.services.enqueue.enqueue` for the checks and
+        the options (``group_id``, ``deduplication_id`` for FIFO queues).
+        """
+        from host.services.enqueue import enqueue
+
+        return enqueue(message, delay_seconds, enqueuer=self.enqueuer, settings=self.settings, **options)
 
     @property
     def executor(self) -> ThreadPoolExecutor:

@@ -16,15 +16,31 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from host import hookimpl
+from host import Setting, hookimpl, optional, seconds
 
 if TYPE_CHECKING:
-    from host.core.worker import Worker
+    from host import RegisterSetting, Worker
 
 #: The name the sink is registered under in the worker's plugin manager.
 SINK_NAME = "letsgo_slack.webhook"
 
+#: The incoming webhook's URL: a secret, since anyone holding it can post to the channel.
+SLACK_URL = Setting(
+    "LETSGO_SLACK_URL", None, optional, "Slack incoming webhook URL; unset: Slack notifications are off.", secret=True
+)
+#: How long one post waits for Slack's answer.
+SLACK_TIMEOUT = Setting(
+    "LETSGO_SLACK_TIMEOUT_SECONDS", "10", seconds(0.1, 300), "Seconds to wait for Slack to answer one post."
+)
+
 logger = logging.getLogger("letsgo.slack")
+
+
+@hookimpl
+def letsgo_register_settings(register: RegisterSetting) -> None:
+    """Declare ``LETSGO_SLACK_URL`` and ``LETSGO_SLACK_TIMEOUT_SECONDS``."""
+    register(SLACK_URL)
+    register(SLACK_TIMEOUT)
 
 
 @hookimpl
@@ -35,13 +51,13 @@ def letsgo_startup(worker: Worker) -> None:
     never shows its value.
     """
     _remove_sink(worker)
-    url = worker.settings.slack_url
+    url = worker.settings.get(SLACK_URL)
     if not url:
         logger.debug("LETSGO_SLACK_URL is not set: notifications are not posted to Slack")
         return
     from letsgo_slack.webhook import SlackWebhookSink
 
-    worker.pm.register(SlackWebhookSink(url, timeout=worker.settings.slack_timeout), name=SINK_NAME)
+    worker.pm.register(SlackWebhookSink(url, timeout=worker.settings.get(SLACK_TIMEOUT)), name=SINK_NAME)
 
 
 @hookimpl

@@ -30,6 +30,15 @@ def letsgo_add_hookspecs(pluginmanager):
 
 
 @hookimpl
+def letsgo_register_settings(register):
+    """Declare the two webhook signing secrets."""
+    from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
+
+    register(TEST_WEBHOOK_KEY)
+    register(LIVE_WEBHOOK_KEY)
+
+
+@hookimpl
 def letsgo_register_messages(register):
     """Register ``letsgo:stripe``."""
     register(

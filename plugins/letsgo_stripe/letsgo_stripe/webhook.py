@@ -15,13 +15,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from host import Setting, optional
 from letsgo_stripe.events import MESSAGE_TYPE, StripeMode
 
 if TYPE_CHECKING:
-    from host.config import Settings
-    from host.local.routes import Request, Response
+    from host import Request, Response, Settings
 
 WEBHOOK_PATH = "/stripe/webhook"
+
+#: The signing secret of the test-mode webhook endpoint (or of ``stripe listen``).
+TEST_WEBHOOK_KEY = Setting(
+    "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, test mode.", secret=True
+)
+#: The signing secret of the live-mode webhook endpoint.
+LIVE_WEBHOOK_KEY = Setting(
+    "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, live mode.", secret=True
+)
 #: Stripe's own default: a signature older than this is refused (replay protection).
 TOLERANCE_SECONDS = 300
 
@@ -37,8 +46,8 @@ class WebhookSecrets:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSecrets:
-        """The secrets configured in ``settings``."""
-        return cls(settings.stripe_test_webhook_key or None, settings.stripe_live_webhook_key or None)
+        """The secrets configured in ``settings`` (of a started worker, which declared them)."""
+        return cls(settings.get(TEST_WEBHOOK_KEY), settings.get(LIVE_WEBHOOK_KEY))
 
     def by_mode(self) -> list[tuple[StripeMode, str]]:
         """The configured secrets, test first."""
@@ -112,7 +121,7 @@ def parse_event(body: bytes) -> dict[str, Any]:
 
 def handle_webhook(request: Request, secrets: WebhookSecrets) -> Response:
     """Verify one Stripe webhook request and enqueue it as ``letsgo:stripe``; answer Stripe."""
-    from host.local.routes import Response
+    from host import Response
 
     try:
         mode = verify_signature(request.body, request.headers.get("Stripe-Signature"), secrets)
