@@ -32,8 +32,13 @@ from host.core.registry import Message
 from host.errors import ConfigError, NotificationError, RegistrationError, StartupError, WorkerError
 
 if TYPE_CHECKING:
+    from host.core.notify import Notification
     from host.core.worker import Worker
     from host.local.routes import Request, Response
+    from host.services.idempotency import IdempotencyStore
+    from host.services.idempotency import get_store as idempotency_store
+    from host.services.mrkdwn import escape as escape_mrkdwn
+    from host.services.mrkdwn import escape_line as escape_mrkdwn_line
 
 __version__ = "0.1.0"
 
@@ -44,16 +49,23 @@ hookspec = pluggy.HookspecMarker("letsgo_worker")
 
 #: Name -> (module, attribute) of the names loaded on first use.
 _LAZY = {
+    "IdempotencyStore": ("host.services.idempotency", "IdempotencyStore"),
+    "Notification": ("host.core.notify", "Notification"),
     "Request": ("host.local.routes", "Request"),
     "Response": ("host.local.routes", "Response"),
     "Worker": ("host.core.worker", "Worker"),
+    "escape_mrkdwn": ("host.services.mrkdwn", "escape"),
+    "escape_mrkdwn_line": ("host.services.mrkdwn", "escape_line"),
+    "idempotency_store": ("host.services.idempotency", "get_store"),
 }
 
 __all__ = [
     "ConfigError",
     "Context",
+    "IdempotencyStore",
     "Message",
     "MessageContext",
+    "Notification",
     "NotificationError",
     "RegisterSetting",
     "RegistrationError",
@@ -66,9 +78,12 @@ __all__ = [
     "WorkerError",
     "__version__",
     "comma_list",
+    "escape_mrkdwn",
+    "escape_mrkdwn_line",
     "flag",
     "hookimpl",
     "hookspec",
+    "idempotency_store",
     "int_between",
     "optional",
     "seconds",
@@ -76,6 +91,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    """Import a name of :data:`_LAZY` on first use."""
     if name not in _LAZY:
         raise AttributeError(f"module 'host' has no attribute {name!r}")
     module, attribute = _LAZY[name]
@@ -85,4 +101,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
+    """Every public name, loaded or not."""
     return sorted(set(globals()) | set(__all__))

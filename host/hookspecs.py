@@ -19,12 +19,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from host.config import RegisterSetting
-    from host.core.context import Context
-    from host.core.notify import Notification
+    from host import Context, Notification, RegisterSetting, Worker
     from host.core.registry import Register
     from host.local.routes import RegisterRoute
-    from host.core.worker import Worker
 
 hookspec = pluggy.HookspecMarker("letsgo_worker")
 
@@ -103,11 +100,11 @@ def letsgo_register_routes(register: RegisterRoute, worker: Worker) -> None:
     Called once when the local server starts; not called in AWS Lambda.
 
     :param register: Call ``register(method, path, handler)``. ``handler`` is
-        called as ``handler(request)`` with a :class:`host.local.routes.Request` and
-        returns a :class:`host.local.routes.Response`. The same method and path
+        called as ``handler(request)`` with a :class:`host.Request` and
+        returns a :class:`host.Response`. The same method and path
         registered twice is a start-up error naming both plugins.
-    :param worker: The :class:`host.core.worker.Worker` serving the routes (its
-        ``settings`` hold, for example, webhook secrets).
+    :param worker: The :class:`host.Worker` serving the routes (a plugin reads
+        its own settings, webhook secrets for example, with ``worker.settings.get``).
 
     The return value is ignored. The Stripe plugin uses it for
     ``POST /stripe/webhook``.
@@ -122,7 +119,7 @@ def letsgo_startup(worker: Worker) -> None:
     registered, before the first message or tick is handled (in Lambda: at the
     first invocation of a new execution environment).
 
-    :param worker: The :class:`host.core.worker.Worker`: its ``settings``,
+    :param worker: The :class:`host.Worker`: its ``settings``,
         ``registry`` and ``notify()``.
 
     The return value is ignored. An exception stops start-up, naming the plugin.
@@ -136,7 +133,7 @@ def letsgo_shutdown(worker: Worker) -> None:
     Called once when the local server (or ``serve --sqs``) stops gracefully.
     Lambda gives no reliable shutdown signal, so do not rely on it there.
 
-    :param worker: The :class:`host.core.worker.Worker`.
+    :param worker: The :class:`host.Worker`.
 
     The return value is ignored. Every implementation runs even if one raises.
     """
@@ -175,7 +172,7 @@ def letsgo_notify(notification: Notification) -> None:
     called; one that raises fails the notification (and so the message that
     sent it, unless the caller opted out).
 
-    :param notification: A :class:`host.core.notify.Notification` with ``text``,
+    :param notification: A :class:`host.Notification` with ``text``,
         optional ``blocks``, ``level`` and ``source``.
 
     The return value is ignored. The ``letsgo-slack`` plugin implements it.

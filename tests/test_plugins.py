@@ -429,3 +429,42 @@ def test_a_plugin_calls_its_own_hook_one_plugin_at_a_time(make_worker):
         impl(register=lambda code, impl=impl: table.append((code, impl.plugin, impl.distribution)), worker=worker)
     assert table == [("SUMMER", "summer", "summer-sales"), ("WINTER", "winter", None)]
     assert worker.implementations("acme_nobody_implements") == []
+
+
+# -------------------------------------------------------------------------
+# `host` is the public API
+# -------------------------------------------------------------------------
+
+
+def test_every_public_name_of_host_resolves():
+    import host
+
+    missing = [name for name in host.__all__ if not hasattr(host, name)]
+    assert missing == []
+    assert set(host.__all__) <= set(dir(host))
+    with pytest.raises(AttributeError, match="module 'host' has no attribute 'nothing_here'"):
+        host.nothing_here  # noqa: B018
+
+
+def test_importing_host_loads_nothing_heavy():
+    heavy = ["host.core.worker", "host.local", "host.services", "stripe", "boto3", "httpx", "cryptography", "slack_sdk", "sqlite3"]
+    probe = f"import sys, host; print([m for m in {heavy!r} if m in sys.modules])"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_plugins_in_this_repository_import_only_host():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "plugins"
+    found = []
+    for path in sorted(root.glob("*/*/**/*.py")):
+        if "tests" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            allowed = {"host", "host.testing"} if path.name == "testing.py" else {"host"}
+            found += [f"{path.relative_to(root)}: {name}" for name in names if name.startswith("host.") and name not in allowed]
+    assert found == []

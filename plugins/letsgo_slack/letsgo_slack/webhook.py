@@ -9,7 +9,7 @@ twice. Two cases are safe and retried here:
   aborted while connecting or writing it, or a failed DNS lookup.
 
 Everything else (HTTP 500, a timeout, a connection closed while waiting for the
-answer) raises :class:`host.errors.NotificationError` at once; the message that
+answer) raises :class:`host.NotificationError` at once; the message that
 sent the notification fails, and the queue retries it later.
 
 The webhook URL is a secret (anyone holding it can post to the channel): it is
@@ -29,11 +29,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from host import hookimpl
-from host.errors import ConfigError, NotificationError
+from host import ConfigError, NotificationError, hookimpl
 
 if TYPE_CHECKING:
-    from host.core.notify import Notification
+    from host import Notification
 
 logger = logging.getLogger("letsgo.slack")
 

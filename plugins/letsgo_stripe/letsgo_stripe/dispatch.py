@@ -2,7 +2,7 @@
 
 For one Stripe event every handler of its type runs, in registration order,
 even when an earlier one fails; if any failed, the message fails and is
-retried. With an idempotency store (``host.services.idempotency.get_store``) each
+retried. With an idempotency store (:func:`host.idempotency_store`) each
 handler runs once per Stripe event id (see :mod:`letsgo_stripe.once`): a
 redelivery skips the handlers that already succeeded and runs again only
 those that failed or were interrupted.
@@ -16,7 +16,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from host.errors import WorkerError
+from host import WorkerError
 from letsgo_stripe.events import StripeEventPayload
 from letsgo_stripe.handlers import HandlerEntry, StripeHandlers, collect_handlers
 from letsgo_stripe.once import Once
@@ -24,8 +24,7 @@ from letsgo_stripe.once import Once
 if TYPE_CHECKING:
     import stripe
 
-    from host import Message, MessageContext
-    from host.core.worker import Worker
+    from host import Message, MessageContext, Worker
 
 
 class StripeHandlerError(WorkerError):
@@ -59,9 +58,9 @@ def stripe_handlers(worker: Worker) -> StripeHandlers:
 
 def idempotency_store(worker: Worker) -> Any:
     """The host's idempotency store for ``worker`` (made once per worker), or None: no deduplication."""
-    from host.services.idempotency import get_store
+    import host  # the store's module is loaded by the first Stripe message, not at import
 
-    return get_store(worker)
+    return host.idempotency_store(worker)
 
 
 def build_event(values: dict[str, Any]) -> stripe.Event:
@@ -78,12 +77,12 @@ def mode_prefix(mode: str | None) -> str:
 
 def notify_unhandled(event: stripe.Event, ctx: MessageContext) -> None:
     """Acknowledge a Stripe event no plugin handles, with a notification, so it does not fill the DLQ."""
-    from host.services.mrkdwn import escape_line
+    from host import escape_mrkdwn_line
 
     # required=False: a sink that is down must not turn an acknowledgement into retries and a DLQ entry.
     ctx.notify(
         f":credit_card: {mode_prefix(event['stripeMode'])} Worker received an unhandled Stripe event: "
-        f"{escape_line(event.type)}",
+        f"{escape_mrkdwn_line(event.type)}",
         source="letsgo-stripe",
         required=False,
     )

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from host.errors import RegistrationError, StartupError
+from host import RegistrationError, StartupError
 
 if TYPE_CHECKING:
-    from host.core.worker import Worker
+    from host import Worker
 
 StripeHandler = Callable[..., Any]
 
@@ -97,18 +97,14 @@ class StripeHandlers:
 
 def collect_handlers(worker: Worker) -> StripeHandlers:
     """Call every ``letsgo_stripe_handlers`` implementation of ``worker``, one plugin at a time."""
-    from host.core.plugins import call_impl, implementations
-
     table = StripeHandlers()
-    distributions = {info.name: info.distribution for info in worker.plugins}
-    for impl in implementations(worker.pm, "letsgo_stripe_handlers"):
-        name = impl.plugin_name
+    for impl in worker.implementations("letsgo_stripe_handlers"):
         try:
-            call_impl(impl, register=table.registrar(name, distributions.get(name)))
+            impl(register=table.registrar(impl.plugin, impl.distribution))
         except RegistrationError:
             raise
         except Exception as error:
             raise StartupError(
-                f"plugin {name!r} failed while registering Stripe handlers: {type(error).__name__}: {error}"
+                f"plugin {impl.plugin!r} failed while registering Stripe handlers: {type(error).__name__}: {error}"
             ) from error
     return table

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pluggy
+from host import hookspec
 
 if TYPE_CHECKING:
     from letsgo_stripe.handlers import RegisterStripeHandler
-
-hookspec = pluggy.HookspecMarker("letsgo_worker")
 
 
 # -------------------------------------------------------------------------

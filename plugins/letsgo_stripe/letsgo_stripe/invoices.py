@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from host.services.mrkdwn import escape_line
+from host import escape_mrkdwn_line
 from letsgo_stripe.dispatch import mode_prefix
 from letsgo_stripe.events import TENANT_ID_METADATA_KEY
 from letsgo_stripe.money import format_amount
@@ -72,8 +72,8 @@ def invoice_paid_text(invoice: Mapping[str, Any], mode: str | None) -> str:
         (
             f":boom::moneybag: {mode_prefix(mode)} You've got paid *{amount_paid(invoice)}*",
             # Metadata is free text set by the app: escaped so it cannot mention or link.
-            f"*Subscription Id:* {escape_line(subscription_id(invoice) or UNKNOWN)}",
-            f"*Tenant Id:* {escape_line(tenant_id(invoice) or UNKNOWN)}",
+            f"*Subscription Id:* {escape_mrkdwn_line(subscription_id(invoice) or UNKNOWN)}",
+            f"*Tenant Id:* {escape_mrkdwn_line(tenant_id(invoice) or UNKNOWN)}",
         )
     )
 
