@@ -1,4 +1,4 @@
-"""Schedule expressions, checked against answers from outside host/schedule/expressions.py.
+"""Schedule expressions, checked against answers from outside host/schedule/.
 
 Where the expected values come from:
 
@@ -26,7 +26,8 @@ from croniter import CroniterBadDateError, croniter
 from dateutil import rrule
 from dateutil import tz as dateutil_tz
 
-from host.schedule.expressions import ScheduleError, cli_schedule_next, format_instant, parse_instant, parse_schedule
+from host.cli.schedule import cli_schedule_next
+from host.schedule.expressions import ScheduleError, format_instant, parse_instant, parse_schedule
 
 UTC = timezone.utc
 CASES = json.loads((Path(__file__).parent / "schedule_cases.json").read_text())
@@ -749,3 +750,17 @@ def test_cli_zone_defaults_to_the_configured_one(capsys, monkeypatch):
     monkeypatch.setenv("LETSGO_WORKER_SCHEDULE_TIMEZONE", "Asia/Tokyo")  # UTC+9, no DST
     _, out, _ = run_cli(capsys, "cron(0 9 * * ? *)", after="2026-01-01T00:00:00Z", count=1)
     assert out == "2026-01-02T00:00:00Z\n"
+
+
+def test_cli_empty_configured_zone_is_utc(capsys, monkeypatch):
+    monkeypatch.setenv("LETSGO_WORKER_SCHEDULE_TIMEZONE", "")
+    _, out, _ = run_cli(capsys, "cron(0 9 * * ? *)", after="2026-01-01T00:00:00Z", count=1)
+    assert out == "2026-01-01T09:00:00Z\n"
+
+
+def test_cli_bad_configured_zone_exits_2(capsys, monkeypatch):
+    monkeypatch.setenv("LETSGO_WORKER_SCHEDULE_TIMEZONE", "Europe/Berln")
+    status, out, err = run_cli(capsys, "cron(0 9 * * ? *)", count=1)
+    assert status == 2 and out == ""
+    assert err.startswith("letsgo-worker schedule next: unknown time zone 'Europe/Berln'")
+    assert "'Europe/Berlin'" in err

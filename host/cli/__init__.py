@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     next_.add_argument("--after", help="ISO-8601 instant to start after (for rate(): the schedule's start)")
     next_.add_argument("--count", type=int, default=5, help="how many instants (default 5)")
     next_.add_argument("--json", action="store_true", help="print a JSON list")
-    next_.set_defaults(run=_command("host.schedule.expressions:cli_schedule_next"))
+    next_.set_defaults(run=_command("host.cli.schedule:cli_schedule_next"))
 
     dlq = commands.add_parser("dlq", help="inspect the local dead-letter queue")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)

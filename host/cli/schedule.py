@@ -1,0 +1,71 @@
+"""``letsgo-worker schedule next``: preview when a schedule expression fires."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+
+from host.schedule.expressions import ScheduleError, format_instant, parse_instant, parse_schedule
+
+#: How many fire times ``schedule next`` prints when ``--count`` is not given, and the most it prints.
+DEFAULT_COUNT = 5
+MAX_COUNT = 10_000
+
+
+def cli_schedule_next(args: argparse.Namespace) -> int:
+    """Run ``letsgo-worker schedule next EXPR [--tz TZ] [--after ISO8601] [--count N] [--json]``.
+
+    Prints the next fire times in UTC ISO 8601, one per line (a JSON list with ``--json``). For
+    ``rate()``, ``--after`` is the schedule's start and is itself the first fire time. Without
+    ``--tz`` the zone is ``LETSGO_WORKER_SCHEDULE_TIMEZONE``, else UTC.
+
+    :param args: An ``argparse.Namespace`` with ``expression``, ``tz``, ``after``, ``count``, ``json``.
+    :return: 0, or 2 (message on stderr) for an invalid expression, time zone, ``--after`` or ``--count``.
+    """
+    count = getattr(args, "count", None)
+    count = DEFAULT_COUNT if count is None else count
+    try:
+        if not isinstance(count, int) or not 1 <= count <= MAX_COUNT:
+            raise ScheduleError(f"--count {count!r}: give a whole number from 1 to {MAX_COUNT}")
+        after_text = getattr(args, "after", None)
+        if after_text:
+            after = parse_instant(after_text)
+        else:
+            after = datetime.now(timezone.utc).replace(microsecond=0)
+        tz = getattr(args, "tz", None) or _configured_timezone()
+        schedule = parse_schedule(args.expression, tz)
+        if schedule.kind == "rate":
+            schedule = parse_schedule(args.expression, tz, start=after)
+    except ScheduleError as error:
+        print(f"letsgo-worker schedule next: {error}", file=sys.stderr)
+        return 2
+    if schedule.kind == "rate":
+        # AWS: a rate schedule's StartDate is its first occurrence.
+        fires = [schedule.start, *schedule.iter_after(schedule.start, count - 1)]
+    else:
+        fires = list(schedule.iter_after(after, count))
+    lines = [format_instant(fire) for fire in fires]
+    if getattr(args, "json", False):
+        print(json.dumps(lines))
+    else:
+        for line in lines:
+            print(line)
+    if not fires:
+        print(
+            f"letsgo-worker schedule next: {schedule.describe()} fires no more after {format_instant(after)}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _configured_timezone() -> str:
+    """``LETSGO_WORKER_SCHEDULE_TIMEZONE``, or UTC when it is unset or empty.
+
+    The configuration passes the name through as text; :func:`parse_schedule` checks it, so an
+    unknown zone is reported like one given with ``--tz``.
+    """
+    from host.config import Settings
+
+    return Settings.from_env().schedule_timezone or "UTC"
