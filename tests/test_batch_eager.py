@@ -1,10 +1,10 @@
-"""The batch's fast path: a record whose handler finishes at once needs no task of its own.
+"""Async handlers of a standard (non-FIFO) batch, each record in an asyncio task of its own.
 
-These pin down what must not change when a standard (non-FIFO) batch runs each
-record's first step right away: handlers that wait still overlap (real socket
-I/O here), the deadline still cancels them, each handler that waits is
-followed by a task of its own (``asyncio.timeout`` and ``TaskGroup`` act on
-that task only) and context variables do not leak from one record to the next.
+Handlers that wait overlap (real socket I/O here) with those that finish at
+once, the deadline cancels the ones still waiting while the later records
+still run, ``asyncio.timeout`` and ``TaskGroup`` in a handler act on its own
+task only, a handler cancelling itself fails only its message, and context
+variables do not leak from one record to the next.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def test_a_task_group_failure_cancels_only_its_own_handler(worker, plugin):
     assert plugin.handled == ["a", "b"]
 
 
-def test_handlers_that_wait_are_each_followed_by_their_own_task(worker, plugin):
+def test_handlers_that_wait_each_run_in_a_task_of_their_own(worker, plugin):
     result = process_sqs_event(worker, batch(*(msg("which_task", f"w{i}") for i in range(4))), LambdaContext(60_000))
     assert result.response() == {"batchItemFailures": []}
     assert len({id(task) for task in plugin.tasks.values()}) == 4

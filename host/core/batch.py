@@ -19,16 +19,13 @@ point and, with ``eventSource: "letsgo:local"``, by the local runtime.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import time
-import types
-from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from host.core.deadline import Deadline, cancel_at_deadline, wait_until_deadline
+from host.core.deadline import Deadline, wait_until_deadline
 from host.core.dispatch import Outcome, Status, dispatch, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
 from host.core.logs import log_fields
@@ -37,8 +34,6 @@ if TYPE_CHECKING:
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.batch")
-
-T = TypeVar("T")
 
 #: Bodies longer than this are not parsed again just to name their type in a log line.
 _PEEK_LIMIT = 256 * 1024
@@ -157,32 +152,8 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
         return Outcome(Status.FAILED, message_id, _peek_type(record), reason=f"{type(error).__name__}: {error}", error=error)
 
 
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, T], yielded: Any, context: contextvars.Context) -> Generator[Any, Any, T]:
-    """Go on with ``coro`` after its first step, which yielded ``yielded``, as ``await coro`` would have.
-
-    Every later step runs in ``context`` too, the context of its first step.
-    """
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as error:  # a cancellation, or an error set on the future it awaited
-            try:
-                yielded = context.run(coro.throw, error)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                yielded = context.run(coro.send, sent)
-            except StopIteration as stop:
-                return stop.value
-
-
 class _Batch:
-    """The state of one batch while it runs: outcomes by record index and what is in flight."""
+    """The state of one batch while it runs: outcomes by record index and when each record started."""
 
     def __init__(self, worker: Worker, records: list[Any], lambda_context: Any, deadline: Deadline) -> None:
         self.worker = worker
@@ -191,8 +162,6 @@ class _Batch:
         self.deadline = deadline
         self.outcomes: list[Outcome | None] = [None] * len(records)
         self.started: dict[int, float] = {}
-        #: The tasks of :meth:`run_eagerly`, in the order they were started.
-        self.tasks: list[asyncio.Task[None]] = []
 
     def chains(self) -> list[tuple[str | None, list[int]]]:
         """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
@@ -210,6 +179,7 @@ class _Batch:
         return chains
 
     async def run_chain(self, group: str | None, indexes: list[int]) -> None:
+        """Run the records of one chain one after the other, until one fails in a FIFO group or the deadline passes."""
         for position, index in enumerate(indexes):
             if self.deadline.passed():
                 return  # the rest are reported "not started" after the wait
@@ -222,48 +192,6 @@ class _Batch:
                         later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
                         f"{group!r} did not succeed; it is retried after that one, in order",
                     )
-                return
-
-    async def run_eagerly(self, start: int = 0) -> None:
-        """Run the records from ``start`` on, each record's first step right away, in this task.
-
-        Most handlers finish in their first step (nothing to wait for): they
-        then cost no task of their own. The first record that has to wait
-        hands the records after it to a new task and is followed by this one
-        to its end; so every record still runs concurrently with the others,
-        each continued by a task of its own, and its steps run in a context of
-        its own (context variables do not leak between records).
-        """
-        records, outcomes, started, deadline = self.records, self.outcomes, self.started, self.deadline
-        worker, lambda_context = self.worker, self.lambda_context
-        for index in range(start, len(records)):
-            if deadline.passed():
-                return  # the rest are reported "not started"
-            started[index] = time.perf_counter()
-            context = contextvars.copy_context()
-            coro = _process_record(worker, records[index], index, lambda_context)
-            try:
-                yielded = context.run(coro.send, None)
-            except StopIteration as stop:
-                outcomes[index] = stop.value
-                continue
-            except asyncio.CancelledError:
-                continue  # as its own task would have been: cancelled, reported not finished
-            if index + 1 < len(records):
-                self.tasks.append(asyncio.get_running_loop().create_task(self.run_eagerly(index + 1)))
-            outcomes[index] = await _resume(coro, yielded, context)
-            return
-
-    async def wait_eager_tasks(self) -> None:
-        """Wait for :meth:`run_eagerly`'s tasks (those started meanwhile too) until the deadline."""
-        waited = 0
-        while waited < len(self.tasks):
-            current = self.tasks[waited:]
-            waited = len(self.tasks)
-            _, pending = await asyncio.wait(current, timeout=self.deadline.budget_seconds())
-            if pending:
-                # Cancelled tasks start nothing more: each one follows one record, or has not begun.
-                await cancel_at_deadline({task for task in self.tasks if not task.done()}, self.deadline)
                 return
 
     def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
@@ -304,14 +232,14 @@ async def process_records(
     batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin))
     chains = batch.chains()
     fifo_groups = sum(1 for group, _ in chains if group is not None)
-    if fifo_groups:
-        tasks = [asyncio.ensure_future(batch.run_chain(group, indexes)) for group, indexes in chains]
+    # One task per chain: each record (or FIFO group) runs in a context of its own, so context
+    # variables do not leak between records, and the deadline can cancel it alone.
+    tasks = [asyncio.create_task(batch.run_chain(group, indexes)) for group, indexes in chains]
+    # Most handlers have nothing to wait for and are done after one turn of the loop: only a batch
+    # with work still running pays for the deadline-bounded wait (its callbacks and loop turns).
+    await asyncio.sleep(0)
+    if not all(task.done() for task in tasks):
         await wait_until_deadline(tasks, batch.deadline)
-    elif records:
-        batch.tasks.append(asyncio.get_running_loop().create_task(batch.run_eagerly()))
-        await asyncio.sleep(0)  # that task runs first; most batches are then done, with nothing to wait for
-        if not all(task.done() for task in batch.tasks):
-            await batch.wait_eager_tasks()
     outcomes = batch.finish()
     _log_batch(batch, outcomes, fifo_groups, began)
     return outcomes

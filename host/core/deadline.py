@@ -61,13 +61,8 @@ async def wait_until_deadline(tasks: Iterable[asyncio.Future[Any]], deadline: De
         return set()
     _, pending = await asyncio.wait(tasks, timeout=deadline.budget_seconds())
     if pending:
-        await cancel_at_deadline(pending, deadline)
+        deadline.reached = True
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
     return pending
-
-
-async def cancel_at_deadline(pending: set[asyncio.Future[Any]], deadline: Deadline) -> None:
-    """Cancel ``pending`` work at the deadline and give it a short grace to unwind."""
-    deadline.reached = True
-    for task in pending:
-        task.cancel()
-    await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
