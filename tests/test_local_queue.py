@@ -15,7 +15,9 @@ from host import hookimpl
 from host.local.delivery import Delivery, MessageSource, backoff_seconds
 from host.core.dispatch import Outcome, Status
 from host.errors import StartupError
+from host.local.group_commit import GroupCommit
 from host.local.queue import LocalQueue, QueueError
+from host.services.enqueue import InvalidMessageError
 from host.local.runtime import ServeLock
 from host.testing import wait_until
 
@@ -93,21 +95,17 @@ def test_a_received_message_is_invisible_until_its_visibility_timeout_then_recei
     assert queue.counts()["in_flight"] == 0
 
 
-@pytest.mark.parametrize("packed", [True, False], ids=["rows-as-one-json-array", "row-by-row"])
-def test_a_claim_reads_the_same_records_with_or_without_sqlites_json_functions(make_queue, monkeypatch, packed):
-    import host.local.queue as local_queue
-
-    monkeypatch.setattr(local_queue, "_json_rows", None if packed else False)
+def test_a_claim_hands_out_each_body_exactly_as_stored(make_queue):
     queue = make_queue()
     body = json.dumps({"type": "test:record", "payload": {"text": "quotes \" backslash \\ é 🚀 \u0000 end"}})
     ids = queue.enqueue_many([(None, body), ("given-id", message(n=2))])
     before = time.time()
     records = queue.receive(10, 0)
     assert [r["messageId"] for r in records] == ids
+    assert ids[1] == "given-id"
     assert records[0]["body"] == body
     assert records[0]["md5OfBody"] == hashlib.md5(body.encode()).hexdigest()
     assert abs(int(records[0]["attributes"]["SentTimestamp"]) / 1000 - before) < 5
-    assert local_queue._json_rows is packed
 
 
 def test_a_delayed_message_is_not_received_before_its_delay(make_queue):
@@ -123,8 +121,10 @@ def test_a_delayed_message_is_not_received_before_its_delay(make_queue):
 
 @pytest.mark.parametrize("delay", [-1, 901])
 def test_a_delay_outside_0_to_900_is_refused(make_queue, delay):
-    with pytest.raises(QueueError, match="from 0 to 900"):
-        make_queue().enqueue(message(), delay_seconds=delay)
+    queue = make_queue()
+    with pytest.raises(InvalidMessageError, match="from 0 to 900"):
+        queue.enqueue(message(), delay_seconds=delay)
+    assert queue.counts()["waiting"] + queue.counts()["visible"] == 0
 
 
 def test_a_failed_message_backs_off_more_each_time_then_is_dead_lettered_with_its_error(make_queue):
@@ -231,45 +231,28 @@ def test_concurrent_enqueues_are_all_stored(make_queue):
     assert queue.counts()["visible"] == 320
 
 
-def test_writes_committed_together_stay_apart_when_one_of_them_fails(make_queue):
+def test_requests_committed_together_stay_apart_when_one_of_them_fails(make_queue):
     queue = make_queue()
-    holding, release = threading.Event(), threading.Event()
+    commit = GroupCommit(queue)
 
-    def hold(connection):
-        holding.set()
-        release.wait(10)
+    async def store_together():
+        # The first store starts a commit; the three after it wait, then share one transaction.
+        return await asyncio.gather(
+            commit.store([(None, message(n=1))], 0),
+            commit.store([(None, "\ud800")], 0),  # not encodable: its insert fails
+            commit.store([(None, message(n=2)), ("kept-id", message(n=3))], 0),
+            commit.store([(None, message(n=4))], 0),
+            return_exceptions=True,
+        )
 
-    # Keep the writer busy, so that the writes below wait together and share one transaction.
-    holder = threading.Thread(target=queue._writer.submit, args=(hold,))
-    holder.start()
-    assert holding.wait(10)
-    results: dict[str, object] = {}
-
-    def run(name, call):
-        try:
-            results[name] = call()
-        except Exception as error:
-            results[name] = error
-
-    calls = {
-        "first": lambda: queue.enqueue(message(n=1)),
-        "unencodable": lambda: queue.enqueue("\ud800"),
-        "missing": lambda: queue.redrive(["no-such-id"]),
-        "more": lambda: queue.enqueue_many([(None, message(n=2)), ("kept-id", message(n=3))]),
-    }
-    threads = [threading.Thread(target=run, args=item) for item in calls.items()]
-    for thread in threads:
-        thread.start()
-    wait_until(lambda: queue._writer._jobs.qsize() == len(calls))
-    release.set()
-    for thread in threads + [holder]:
-        thread.join(10)
-    assert isinstance(results["unencodable"], UnicodeEncodeError)
-    assert isinstance(results["missing"], QueueError) and "no-such-id" in str(results["missing"])
-    assert results["more"][1] == "kept-id"
+    try:
+        first, unencodable, more, last = asyncio.run(store_together())
+    finally:
+        commit.close()
+    assert isinstance(unencodable, UnicodeEncodeError)
+    assert more[1] == "kept-id" and len({first[0], more[0], last[0]}) == 3
     bodies = sorted(json.loads(r["body"])["payload"]["n"] for r in queue.receive(10, 0))
-    assert bodies == [1, 2, 3]
-    assert results["first"] != results["more"][0]
+    assert bodies == [1, 2, 3, 4]
 
 
 def test_a_waiting_receive_wakes_when_a_message_arrives(make_queue):

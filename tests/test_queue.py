@@ -180,11 +180,16 @@ def test_multibyte_characters_count_as_bytes():
         message_body({"type": "t", "payload": payload})
 
 
-@pytest.mark.parametrize("delay", [-1, 901, 1.5, True, "10", None])
+@pytest.mark.parametrize("delay", [-1, 901, -0.5, 900.5, float("nan"), True, "10", None])
 def test_bad_delays_are_refused(intake, delay):
     with pytest.raises(InvalidMessageError, match="delay_seconds"):
         enqueue(ORDER, delay_seconds=delay, settings=local_settings(intake.url))
     assert intake.posts == []
+
+
+def test_a_fractional_delay_is_kept_on_its_way_to_the_local_server(intake):
+    enqueue(ORDER, delay_seconds=1.5, settings=local_settings(intake.url))
+    assert intake.posts[0]["delaySeconds"] == 1.5
 
 
 def test_longest_delay_is_accepted(intake):
@@ -245,6 +250,15 @@ def test_sqs_enqueue_with_delay_holds_the_message_back(aws):
     assert attributes["ApproximateNumberOfMessages"] == "0"
     received = sqs.receive_message(QueueUrl=queue["url"], WaitTimeSeconds=10)["Messages"]
     assert json.loads(received[0]["Body"]) == ORDER
+
+
+def test_sqs_enqueue_rounds_a_fractional_delay_up_so_it_never_arrives_early(aws):
+    sqs = aws.client("sqs")
+    queue = create_queue(sqs)
+    enqueue(ORDER, delay_seconds=0.2, settings=sqs_settings(queue["url"]))
+    attributes = sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert attributes["ApproximateNumberOfMessages"] == "0"
 
 
 def test_sqs_enqueue_through_the_environment(aws, monkeypatch):

@@ -7,7 +7,8 @@ import json
 import sys
 
 from host.errors import StartupError
-from host.local.queue import LocalQueue, QueueError, iso_time
+from host.local.queue import LocalQueue, QueueError
+from host.local.schema import iso_time
 
 
 def default_db_path() -> str:

@@ -60,20 +60,18 @@ class Context:
         """:meth:`notify` for ``async def`` code: ``await ctx.anotify(text)`` keeps the event loop free."""
         await self.worker.anotify(text, **options)
 
-    def enqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
-        """Enqueue a follow-up message with the worker's settings; return its id (see :func:`host.services.enqueue.enqueue`).
+    def enqueue(self, message: dict[str, Any], delay_seconds: float = 0, **options: Any) -> str:
+        """Enqueue a follow-up message through the worker; return its id (see :meth:`host.core.worker.Worker.enqueue`).
 
         Options: ``group_id`` and ``deduplication_id`` for FIFO queues.
         """
-        from host.services.enqueue import enqueue
+        return self.worker.enqueue(message, delay_seconds, **options)
 
-        return enqueue(message, delay_seconds, settings=self.worker.settings, **options)
+    async def aenqueue(self, message: dict[str, Any], delay_seconds: float = 0, **options: Any) -> str:
+        """:meth:`enqueue` for ``async def`` code: the call runs in a thread, the event loop stays free."""
+        import asyncio
 
-    async def aenqueue(self, message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
-        """:meth:`enqueue` for ``async def`` code: the network call runs in a thread."""
-        from host.services.enqueue import enqueue_async
-
-        return await enqueue_async(message, delay_seconds, settings=self.worker.settings, **options)
+        return await asyncio.to_thread(self.worker.enqueue, message, delay_seconds, **options)
 
 
 class MessageContext(Context):

@@ -1,4 +1,4 @@
-"""The local queue: SQLite with SQS semantics, and the ``letsgo-worker dlq`` commands.
+"""The local queue: SQLite with SQS semantics.
 
 Messages live in one SQLite file (``.letsgo/worker.db`` by default), so nothing
 answered 201 is lost across restarts or ``kill -9``. Semantics follow SQS:
@@ -16,35 +16,34 @@ answered 201 is lost across restarts or ``kill -9``. Semantics follow SQS:
   succeed), a message moves to the dead-letter table with its last error and
   the reason, where ``dlq list`` shows it and ``dlq redrive`` sends it back.
 
-Durability: the database is in WAL mode with ``synchronous=FULL``. WAL with
-``NORMAL`` would survive a killed process but could lose the last commits on a
-power cut or OS crash, and a 201 is a promise, so every commit is flushed to
-disk. To keep that affordable, one writer thread runs every write and commits
-all the writes waiting for it in a single transaction (group commit): under
-load, many requests share one flush.
+Durability: the database is in WAL mode. New messages are written with
+``synchronous=FULL``: a 201 is a promise, so their commit is flushed to disk
+and survives a power cut. Receives and settlements are written with
+``synchronous=NORMAL``, which survives a killed process but may lose its last
+commits on a power cut or OS crash; what such a loss undoes is a receive or a
+deletion, so the message is delivered again: at least once, as SQS promises.
+
+Several processes may share the file (``serve --workers N``): every write is a
+``BEGIN IMMEDIATE`` transaction, and SQLite's lock serialises them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import queue
-import random
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.delivery import backoff_seconds
-from host.local.writer import ROWS_PER_INSERT, GroupCommitWriter, WriteJob
-from host.services.enqueue import MAX_DELAY_SECONDS  # SQS's limit, 15 minutes
+from host.local.schema import SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
+from host.services.enqueue import check_delay
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -52,135 +51,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("letsgo.local_queue")
 
-#: ``eventSource`` and ``eventSourceARN`` of records delivered by the local queue.
-EVENT_SOURCE = "letsgo:local"
-EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
+T = TypeVar("T")
 
 #: The dead-letter reason of a rejected message; its ``last_error`` says what is wrong with it.
 REJECTED_REASON = "rejected: the message can never be handled, so it was not retried"
 
-#: Schema version stored in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+#: A receive that waits looks at the database at least this often, so that messages
+#: written by another process (the intake of ``serve --workers``, ``dlq redrive``) are noticed.
+POLL_SECONDS = 0.05
 
-#: A receive that waits re-checks the database at least this often, so that
-#: messages written by another process (``dlq redrive``) are noticed.
-_POLL_SECONDS = 0.5
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
-    id                TEXT    NOT NULL,
-    body              TEXT    NOT NULL,
-    sent_at           REAL    NOT NULL,
-    visible_at        REAL    NOT NULL,
-    receive_count     INTEGER NOT NULL DEFAULT 0,
-    first_received_at REAL,
-    receipt_handle    TEXT,
-    last_error        TEXT
-);
-CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
-    id                TEXT    NOT NULL,
-    body              TEXT    NOT NULL,
-    sent_at           REAL    NOT NULL,
-    receive_count     INTEGER NOT NULL,
-    first_received_at REAL,
-    dead_lettered_at  REAL    NOT NULL,
-    reason            TEXT    NOT NULL,
-    last_error        TEXT
-);
-CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
-"""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message in the dead-letter table."""
-
-    id: str
-    body: str
-    receive_count: int
-    reason: str
-    last_error: str | None
-    sent_at: float
-    first_received_at: float | None
-    dead_lettered_at: float
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, with times as ISO-8601 UTC instants."""
-        data = asdict(self)
-        for key in ("sent_at", "first_received_at", "dead_lettered_at"):
-            data[key] = iso_time(data[key])
-        return data
-
-
-_VERSION_BITS_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-_VERSION_BITS_SET = (0x4000 << 64) | (0x8000 << 48)
-
-
-def new_message_id() -> str:
-    """A new message id: a random (version 4) UUID, like SQS's.
-
-    Drawn from :mod:`random` rather than ``uuid.uuid4()``: an id needs to be
-    unique, not unpredictable, and ``os.urandom`` gives up the GIL on every
-    call, which under load makes each request wait to get it back.
-    """
-    digits = f"{random.getrandbits(128) & _VERSION_BITS_CLEAR | _VERSION_BITS_SET:032x}"
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def iso_time(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_json_rows: bool | None = None
-
-
-def _visible_rows(connection: sqlite3.Connection, now: float, limit: int) -> list[tuple]:
-    """The oldest visible messages: ``(seq, id, body, sent_at, receive_count, first_received_at, last_error)``.
-
-    Read as one JSON array in one row where SQLite has its JSON functions:
-    reading row by row steps, and gives up the GIL, once per row, on the thread
-    that every request waits for.
-    """
-    global _json_rows
-    columns = "seq, id, body, sent_at, receive_count, first_received_at, last_error"
-    query = f"SELECT {columns} FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?"
-    if _json_rows is not False:
-        try:
-            (packed,), = connection.execute(
-                f"SELECT json_group_array(json_array({columns})) FROM ({query})", (now, limit)
-            ).fetchall()
-        except sqlite3.OperationalError as error:
-            if "no such function" not in str(error):
-                raise
-            _json_rows = False  # an SQLite built without its JSON functions
-        else:
-            _json_rows = True
-            return sorted(tuple(row) for row in json.loads(packed))
-    return connection.execute(query, (now, limit)).fetchall()
-
-
-def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    """``values`` in slices of at most ``size``: SQLite limits the parameters of one statement."""
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
-def _receipt_seq(receipt_handle: Any) -> int | None:
-    try:
-        return int(str(receipt_handle).split(".", 1)[0])
-    except ValueError:
-        return None
+_COLUMNS = "seq, id, body, sent_at, receive_count, first_received_at, last_error"
 
 
 class LocalQueue:
     """A durable queue in one SQLite file, with SQS semantics; also a :class:`host.local.delivery.MessageSource`.
 
-    Thread-safe: any thread may enqueue, receive and settle.
+    Thread-safe: any thread may enqueue, receive and settle. ``claimer`` names
+    this queue's receives in their receipt handles, so that the claims of one
+    process that died can be released at once (:meth:`release_claims_of`).
     """
 
     def __init__(
@@ -192,12 +80,14 @@ class LocalQueue:
         backoff_base: float = 2,
         backoff_max: float = 300,
         create: bool = True,
+        claimer: str | None = None,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.claimer = claimer or secrets.token_hex(4)
         if not create and not os.path.isfile(self.path):
             raise QueueError(
                 f"no local queue database at {self.path}; run `letsgo-worker serve` first or pass --db PATH"
@@ -205,14 +95,18 @@ class LocalQueue:
         if create:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._prepare()
+        self._claims = count(1)
         self._arrivals = threading.Condition()
         self._generation = 0
-        self._reader_lock = threading.Lock()
-        self._reader = self._connect()
-        self._writer = GroupCommitWriter(self._connect, self._wake)
+        # One writer at a time in this process; other processes wait on SQLite's lock.
+        self._write_lock = threading.Lock()
+        self._durable = self._connect("FULL")
+        self._fast = self._connect("NORMAL")
+        self._read_lock = threading.Lock()
+        self._reader = self._connect("NORMAL")
 
     @classmethod
-    def from_settings(cls, settings: Settings, path: str | None = None, *, create: bool = True) -> LocalQueue:
+    def from_settings(cls, settings: Settings, path: str | None = None, **options: Any) -> LocalQueue:
         """A queue with the visibility timeout, maximum receive count and back-off of ``settings``."""
         return cls(
             path or settings.db_path,
@@ -220,23 +114,19 @@ class LocalQueue:
             max_receive_count=settings.max_receive_count,
             backoff_base=settings.backoff_base,
             backoff_max=settings.backoff_max,
-            create=create,
+            **options,
         )
 
     # -- connections -----------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            # A statement cache large enough for every size of multi-row INSERT and the rest.
-            self.path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=2 * ROWS_PER_INSERT
-        )
-        connection.execute("PRAGMA synchronous=FULL")
-        connection.execute("PRAGMA busy_timeout=30000")
+    def _connect(self, synchronous: str) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection.execute(f"PRAGMA synchronous={synchronous}")
         return connection
 
     def _prepare(self) -> None:
         try:
-            connection = self._connect()
+            connection = self._connect("FULL")
             try:
                 mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -246,7 +136,7 @@ class LocalQueue:
                     raise QueueError(
                         f"{self.path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker"
                     )
-                connection.executescript(_SCHEMA)
+                connection.executescript(SCHEMA)
                 connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             finally:
                 connection.close()
@@ -254,13 +144,13 @@ class LocalQueue:
             raise QueueError(f"cannot open the local queue database {self.path}: {error}") from None
 
     def close(self) -> None:
-        """Finish pending writes and close the database."""
-        self._writer.close()
-        with self._reader_lock:
+        """Close the database (a write in progress finishes first)."""
+        with self._write_lock:
+            self._durable.close()
+            self._fast.close()
+        with self._read_lock:
             self._reader.close()
-        with self._arrivals:
-            self._generation += 1
-            self._arrivals.notify_all()
+        self._wake()
 
     def __enter__(self) -> LocalQueue:
         return self
@@ -268,9 +158,30 @@ class LocalQueue:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run ``work`` in one committed transaction; ``durable`` flushes the commit to disk."""
+        connection = self._durable if durable else self._fast
+        with self._write_lock:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.ProgrammingError:
+                raise QueueError("the local queue is closed") from None
+            try:
+                result = work(connection)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        return result
+
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
-        with self._reader_lock:
+        with self._read_lock:
             return self._reader.execute(sql, parameters).fetchall()
+
+    def _wake(self) -> None:
+        with self._arrivals:
+            self._generation += 1
+            self._arrivals.notify_all()
 
     # -- sending ---------------------------------------------------------------
 
@@ -284,42 +195,28 @@ class LocalQueue:
         A missing id is replaced by a new UUID. The messages become visible
         after ``delay_seconds`` (0 to 900).
         """
-        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
-            raise QueueError(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {delay_seconds!r}")
-        rows = [(message_id or new_message_id(), body, delay_seconds) for message_id, body in messages]
-        self._writer.submit(inserts=rows, wakes=True)
+        delay = check_delay(delay_seconds)
+        rows = [(message_id or str(uuid.uuid4()), body, delay) for message_id, body in messages]
+        self.insert(rows)
         return [message_id for message_id, _, _ in rows]
 
-    def enqueue_many_then(
-        self,
-        messages: Iterable[tuple[str | None, str]],
-        delay_seconds: float,
-        then: Callable[[list[str] | None, BaseException | None], None],
-    ) -> None:
-        """Store like :meth:`enqueue_many` without waiting for the disk.
+    def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
+             deduplication_id: str | None = None) -> str:
+        """Enqueue one checked body: the queue is the worker's enqueuer under ``serve``."""
+        return self.enqueue(body, delay_seconds)
 
-        Once the messages are on disk ``then(ids, None)`` is called, or
-        ``then(None, error)`` if they could not be stored; it runs on the
-        queue's writer thread, so it must only hand the result on. A server
-        answering many requests thus needs no thread parked per request.
-        """
-        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
-            raise QueueError(f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS}, got {delay_seconds!r}")
-        rows = [(message_id or new_message_id(), body, delay_seconds) for message_id, body in messages]
-        ids = [message_id for message_id, _, _ in rows]
+    def insert(self, rows: Sequence[tuple[str, str, float]]) -> None:
+        """Durably store ``(message id, body, delay seconds)`` rows in one transaction."""
+        now = time.time()
 
-        def settled(job: WriteJob) -> None:
-            if job.ok:
-                then(ids, None)
-            else:
-                then(None, job.value)
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.executemany(
+                "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
+                [(message_id, body, now, now + delay) for message_id, body, delay in rows],
+            )
 
-        self._writer.submit_then(settled, inserts=rows, wakes=True)
-
-    def _wake(self) -> None:
-        with self._arrivals:
-            self._generation += 1
-            self._arrivals.notify_all()
+        self._write(insert, durable=True)
+        self._wake()
 
     # -- receiving -------------------------------------------------------------
 
@@ -335,62 +232,45 @@ class LocalQueue:
         while True:
             with self._arrivals:
                 generation = self._generation
-            records, next_visible_at = self._writer.submit(lambda connection: self._claim(connection, max_messages))
+            records = self._claim(max_messages)
             remaining = deadline - time.monotonic()
             if records or remaining <= 0:
                 return records
-            pause = min(remaining, _POLL_SECONDS)
-            if next_visible_at is not None:
-                pause = min(pause, max(0.0, next_visible_at - time.time()))
             with self._arrivals:
-                self._arrivals.wait_for(lambda: self._generation != generation, timeout=pause)
+                self._arrivals.wait_for(lambda: self._generation != generation, timeout=min(remaining, POLL_SECONDS))
 
-    def _claim(self, connection: sqlite3.Connection, limit: int) -> tuple[list[dict[str, Any]], float | None]:
+    def _claim(self, limit: int) -> list[dict[str, Any]]:
         now = time.time()
-        token = secrets.token_hex(8)
-        claimed: list[dict[str, Any]] = []
-        claimed_seqs: list[int] = []
-        seen: set[int] = set()
-        while len(claimed) < limit:
-            wanted = limit - len(claimed) + len(seen)
-            visible = _visible_rows(connection, now, wanted)
-            rows = [row for row in visible if row[0] not in seen]
-            if not rows:
-                break
-            # Fewer than asked for: there are no more, so do not look again.
-            exhausted = len(visible) < wanted
+        # A look without the write lock first: an idle poll writes nothing.
+        if not self._read("SELECT 1 FROM messages WHERE visible_at <= ? LIMIT 1", (now,)):
+            return []
+        handle_suffix = f"{self.claimer}-{next(self._claims)}"
+
+        def claim(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = connection.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?", (now, limit)
+            ).fetchall()
+            claimed = []
             for seq, message_id, body, sent_at, receive_count, first_received_at, last_error in rows:
-                seen.add(seq)
-                if len(claimed) >= limit:
-                    break
                 if receive_count >= self.max_receive_count:
                     reason = (
                         f"received {receive_count} times (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT) without"
                         f" completing: the visibility timeout ({self.visibility_timeout:g}s) ran out or the"
                         " worker stopped while it was being handled"
                     )
-                    self._move_to_dead_letters(connection, seq, reason, last_error, now)
+                    _move_to_dead_letters(connection, seq, reason, last_error, now)
                     logger.warning("message %s dead-lettered: %s", message_id, reason)
                     continue
-                first_received_at = first_received_at or now
-                claimed.append(
-                    _record(message_id, f"{seq}.{token}", body, receive_count + 1, sent_at, first_received_at)
+                handle = f"{seq}.{handle_suffix}"
+                connection.execute(
+                    "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = ?, visible_at = ?,"
+                    " first_received_at = COALESCE(first_received_at, ?) WHERE seq = ?",
+                    (handle, now + self.visibility_timeout, now, seq),
                 )
-                claimed_seqs.append(seq)
-            if exhausted:
-                break
-        # One statement for the whole claim: each SQLite call lets other threads take the GIL.
-        for chunk in _chunks(claimed_seqs):
-            connection.execute(
-                "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = seq || '.' || ?,"
-                " visible_at = ?, first_received_at = COALESCE(first_received_at, ?)"
-                f" WHERE seq IN ({','.join('?' * len(chunk))})",
-                (token, now + self.visibility_timeout, now, *chunk),
-            )
-        next_visible_at = None
-        if not claimed:
-            next_visible_at = connection.execute("SELECT MIN(visible_at) FROM messages").fetchone()[0]
-        return claimed, next_visible_at
+                claimed.append(sqs_record(message_id, handle, body, receive_count + 1, sent_at, first_received_at or now))
+            return claimed
+
+        return self._write(claim)
 
     # -- settling --------------------------------------------------------------
 
@@ -402,56 +282,57 @@ class LocalQueue:
         longer the latest (the visibility timeout ran out and the message was
         received again) are left alone.
         """
-        from host.core.dispatch import Status
-
-        decisions = []
-        for record, outcome in zip(records, outcomes, strict=True):
-            receive_count = int(record["attributes"]["ApproximateReceiveCount"])
-            error = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None)
-            if outcome.status is Status.SUCCEEDED:
-                decisions.append(("delete", record, None, None))
-            elif outcome.status is Status.REJECTED:
-                decisions.append(("dead-letter", record, REJECTED_REASON, error))
-            elif receive_count >= self.max_receive_count:
-                reason = (
-                    f"failed on each of its {receive_count} receives"
-                    f" (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT={self.max_receive_count})"
-                )
-                decisions.append(("dead-letter", record, reason, error))
-            else:
-                delay = backoff_seconds(receive_count, self.backoff_base, self.backoff_max)
-                decisions.append(("retry", record, delay, error))
+        decisions = [self._decide(record, outcome) for record, outcome in zip(records, outcomes, strict=True)]
 
         def apply(connection: sqlite3.Connection) -> list[str]:
             now = time.time()
             stale = []
-            deletes = [record for action, record, _, _ in decisions if action == "delete"]
-            if deletes:
-                stale += self._delete_claimed(connection, deletes)
             for action, record, detail, error in decisions:
-                if action == "delete":
-                    continue
                 seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
-                if action == "retry":
+                if action == "delete":
+                    changed = connection.execute(
+                        "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
+                    ).rowcount
+                elif action == "retry":
                     changed = connection.execute(
                         "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?"
                         " WHERE seq = ? AND receipt_handle = ?",
                         (now + detail, error, seq, handle),
                     ).rowcount
                 else:
-                    changed = self._move_to_dead_letters(connection, seq, detail, error, now, handle)
+                    changed = _move_to_dead_letters(connection, seq, detail, error, now, handle)
                 if not changed:
                     stale.append(record["messageId"])
             return stale
 
-        stale = self._writer.submit(apply)
+        stale = self._write(apply)
+        self._log_settled(decisions, stale)
+
+    def _decide(self, record: dict[str, Any], outcome: Outcome) -> tuple[str, dict[str, Any], Any, str | None]:
+        from host.core.dispatch import Status
+
+        receive_count = int(record["attributes"]["ApproximateReceiveCount"])
+        error = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None)
+        if outcome.status is Status.SUCCEEDED:
+            return "delete", record, None, None
+        if outcome.status is Status.REJECTED:
+            return "dead-letter", record, REJECTED_REASON, error
+        if receive_count >= self.max_receive_count:
+            reason = (
+                f"failed on each of its {receive_count} receives"
+                f" (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT={self.max_receive_count})"
+            )
+            return "dead-letter", record, reason, error
+        return "retry", record, backoff_seconds(receive_count, self.backoff_base, self.backoff_max), error
+
+    def _log_settled(self, decisions: list[tuple[str, dict[str, Any], Any, str | None]], stale: list[str]) -> None:
         for action, record, detail, error in decisions:
             message_id = record["messageId"]
             if message_id in stale:
                 continue
-            count = record["attributes"]["ApproximateReceiveCount"]
+            receives = record["attributes"]["ApproximateReceiveCount"]
             if action == "retry":
-                logger.info("message %s failed on receive %s; visible again in %.1fs: %s", message_id, count, detail, error)
+                logger.info("message %s failed on receive %s; visible again in %.1fs: %s", message_id, receives, detail, error)
             elif action == "dead-letter":
                 # A rejection was already logged by the batch processor; a spent retry budget was not.
                 log = logger.info if detail == REJECTED_REASON else logger.warning
@@ -463,54 +344,26 @@ class LocalQueue:
                 message_id, self.visibility_timeout,
             )
 
-    @staticmethod
-    def _delete_claimed(connection: sqlite3.Connection, records: list[dict[str, Any]]) -> list[str]:
-        """Delete the messages whose receipt handles are still the latest; return the message ids of the others."""
-        handles = {}
-        for record in records:
-            seq = _receipt_seq(record.get("receiptHandle"))
-            if seq is not None:
-                handles[seq] = record.get("receiptHandle")
-        deleted = 0
-        for chunk in _chunks(list(handles)):
-            # The handle starts with its message's seq, so matching both lists matches each pair.
-            placeholders = ",".join("?" * len(chunk))
-            deleted += connection.execute(
-                f"DELETE FROM messages WHERE seq IN ({placeholders}) AND receipt_handle IN ({placeholders})",
-                [*chunk, *(handles[seq] for seq in chunk)],
-            ).rowcount
-        if deleted == len(handles) == len(records):
-            return []
-        # Some were received again after their visibility timeout: those still there have newer handles.
-        # (One already gone was settled through its newer handle: it will not be delivered again.)
-        newer = set()
-        for chunk in _chunks(list(handles)):
-            placeholders = ",".join("?" * len(chunk))
-            newer.update(seq for (seq,) in connection.execute(f"SELECT seq FROM messages WHERE seq IN ({placeholders})", chunk))
-        return [
-            record["messageId"] for record in records
-            if _receipt_seq(record.get("receiptHandle")) is None or _receipt_seq(record.get("receiptHandle")) in newer
-        ]
-
     def release(self, records: list[dict[str, Any]]) -> int:
         """Make claimed records visible at once, keeping their receive counts (like visibility timeout 0)."""
         return self.change_visibility(records, 0)
 
     def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
         """Make claimed records visible again after ``seconds``; return how many were still claimed."""
-        handles = [(record.get("receiptHandle"),) for record in records]
+        handles = [record.get("receiptHandle") for record in records]
 
         def change(connection: sqlite3.Connection) -> int:
             visible_at = time.time() + seconds
-            changed = 0
-            for (handle,) in handles:
-                changed += connection.execute(
+            return sum(
+                connection.execute(
                     "UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE seq = ? AND receipt_handle = ?",
                     (visible_at, _receipt_seq(handle), handle),
                 ).rowcount
-            return changed
+                for handle in handles
+            )
 
-        changed = self._writer.submit(change, wakes=True)
+        changed = self._write(change)
+        self._wake()
         return changed
 
     def reclaim_in_flight(self) -> int:
@@ -520,32 +373,21 @@ class LocalQueue:
         the serve lock): whatever is still claimed was claimed by a server that
         has stopped, so waiting for its visibility timeout would only delay it.
         """
+        return self._release_where("receipt_handle IS NOT NULL", ())
 
-        def reclaim(connection: sqlite3.Connection) -> int:
+    def release_claims_of(self, claimer: str) -> int:
+        """Make the messages claimed by the queue named ``claimer`` (a process that died) visible now."""
+        return self._release_where("receipt_handle LIKE ?", (f"%.{claimer}-%",))
+
+    def _release_where(self, condition: str, parameters: tuple[Any, ...]) -> int:
+        def release(connection: sqlite3.Connection) -> int:
             return connection.execute(
-                "UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE receipt_handle IS NOT NULL",
-                (time.time(),),
+                f"UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE {condition}", (time.time(), *parameters)
             ).rowcount
 
-        return self._writer.submit(reclaim)
-
-    @staticmethod
-    def _move_to_dead_letters(
-        connection: sqlite3.Connection, seq: int | None, reason: str, error: str | None, now: float,
-        receipt_handle: str | None = None,
-    ) -> int:
-        condition, parameters = "seq = ?", [seq]
-        if receipt_handle is not None:
-            condition, parameters = "seq = ? AND receipt_handle = ?", [seq, receipt_handle]
-        moved = connection.execute(
-            "INSERT INTO dead_letters (id, body, sent_at, receive_count, first_received_at, dead_lettered_at,"
-            " reason, last_error) SELECT id, body, sent_at, receive_count, first_received_at, ?, ?,"
-            f" COALESCE(?, last_error) FROM messages WHERE {condition}",
-            [now, reason, error, *parameters],
-        ).rowcount
-        if moved:
-            connection.execute(f"DELETE FROM messages WHERE {condition}", parameters)
-        return moved
+        released = self._write(release)
+        self._wake()
+        return released
 
     # -- the dead-letter queue -------------------------------------------------
 
@@ -566,12 +408,11 @@ class LocalQueue:
 
         def move(connection: sqlite3.Connection) -> int:
             if ids is None:
-                selected = [row[0] for row in connection.execute("SELECT seq FROM dead_letters ORDER BY seq")]
+                selected = [seq for (seq,) in connection.execute("SELECT seq FROM dead_letters ORDER BY seq")]
             else:
-                selected = []
-                missing = []
+                selected, missing = [], []
                 for message_id in dict.fromkeys(ids):
-                    found = [row[0] for row in connection.execute(
+                    found = [seq for (seq,) in connection.execute(
                         "SELECT seq FROM dead_letters WHERE id = ? ORDER BY seq", (message_id,)
                     )]
                     selected.extend(found)
@@ -591,12 +432,13 @@ class LocalQueue:
                 connection.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
             return len(selected)
 
-        moved = self._writer.submit(move, wakes=True)
+        moved = self._write(move, durable=True)
+        self._wake()
         return moved
 
     def purge_dead_letters(self) -> int:
         """Delete every dead-lettered message; return how many."""
-        return self._writer.submit(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount)
+        return self._write(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount, durable=True)
 
     # -- inspection ------------------------------------------------------------
 
@@ -613,23 +455,26 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
 
-def _record(
-    message_id: str, receipt_handle: str, body: str, receive_count: int, sent_at: float, first_received_at: float
-) -> dict[str, Any]:
-    """An SQS-shaped record, as the event source mapping hands it to Lambda."""
-    return {
-        "messageId": message_id,
-        "receiptHandle": receipt_handle,
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": str(int(sent_at * 1000)),
-            "SenderId": EVENT_SOURCE,
-            "ApproximateFirstReceiveTimestamp": str(int(first_received_at * 1000)),
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode("utf-8", "surrogatepass")).hexdigest(),
-        "eventSource": EVENT_SOURCE,
-        "eventSourceARN": EVENT_SOURCE_ARN,
-        "awsRegion": "local",
-    }
+def _receipt_seq(receipt_handle: Any) -> int | None:
+    try:
+        return int(str(receipt_handle).split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+def _move_to_dead_letters(
+    connection: sqlite3.Connection, seq: int | None, reason: str, error: str | None, now: float,
+    receipt_handle: str | None = None,
+) -> int:
+    condition, parameters = "seq = ?", [seq]
+    if receipt_handle is not None:
+        condition, parameters = "seq = ? AND receipt_handle = ?", [seq, receipt_handle]
+    moved = connection.execute(
+        "INSERT INTO dead_letters (id, body, sent_at, receive_count, first_received_at, dead_lettered_at,"
+        " reason, last_error) SELECT id, body, sent_at, receive_count, first_received_at, ?, ?,"
+        f" COALESCE(?, last_error) FROM messages WHERE {condition}",
+        [now, reason, error, *parameters],
+    ).rowcount
+    if moved:
+        connection.execute(f"DELETE FROM messages WHERE {condition}", parameters)
+    return moved

@@ -138,34 +138,20 @@ class Runtime:
     def start(self) -> None:
         """Check the schedule, open the queue, bind the port, start the worker, then deliver and tick."""
         from host.local.delivery import Delivery
-        from host.local.http_server import LocalServer, encode_message, parse_delay
+        from host.local.http_server import LocalServer
         from host.local.routes import collect_routes
         from host.local.timer import HOW_TO_ENABLE, Scheduler, load_schedule
 
         settings = self.settings
         # An invalid schedule stops start-up before anything else happens.
         schedule = load_schedule(settings.schedule, settings.schedule_timezone) if settings.schedule else None
-
-        if self.sqs_queue_url:
-            source, enqueue = self._sqs_source(), self._sqs_enqueue
-            # ctx.enqueue() in handlers goes to the queue being read, unless configured otherwise.
-            os.environ.setdefault("LETSGO_WORKER_QUEUE_URL", self.sqs_queue_url)
-        else:
-            source = self._open_local_queue()
-
-            def enqueue(message: dict[str, Any], delay_seconds: float = 0) -> str:
-                return self.queue.enqueue(encode_message(message), parse_delay(delay_seconds))
-
+        source = self._sqs_source() if self.sqs_queue_url else self._open_local_queue()
         self.server = LocalServer(
-            settings.host, settings.port, queue=self.queue, enqueue=enqueue, health=self._health,
+            settings.host, settings.port, queue=self.queue, health=self._health,
+            enqueue=lambda message, delay_seconds=0: self.worker.enqueue(message, delay_seconds),
             intake_note=f"this server delivers messages from the SQS queue {self.sqs_queue_url}; send messages there",
         )
-        settings = _replace(settings, port=self.server.port)
-        if not self.sqs_queue_url and settings.local_queue_url is None:
-            # ctx.enqueue() in handlers goes to this server's queue, not to SQS.
-            os.environ["LETSGO_LOCAL_QUEUE_URL"] = self.server.url
-            settings = _replace(settings, local_queue_url=self.server.url)
-        self.settings = settings
+        self.settings = settings = _replace(settings, port=self.server.port)
         self.worker = self._start_worker(settings)
         self.server.routes = collect_routes(self.worker)
         self.server.start()
@@ -207,10 +193,13 @@ class Runtime:
             raise StartupError(f"serve --sqs is not available in this installation: {error}") from None
         return SqsSource(self.sqs_queue_url, self.settings)
 
-    def _sqs_enqueue(self, message: dict[str, Any], delay_seconds: float = 0) -> str:
-        from host.services.enqueue import enqueue
+    def _enqueuer(self, settings: Settings):
+        """Where ``ctx.enqueue`` goes: this server's queue, or under ``--sqs`` the queue being read (unless configured)."""
+        if self.queue is not None:
+            return self.queue
+        from host.services.enqueue import SqsEnqueuer
 
-        return enqueue(message, delay_seconds=delay_seconds)
+        return SqsEnqueuer(settings.queue_url or self.sqs_queue_url, settings.aws_region)
 
     def _start_worker(self, settings: Settings):
         from host.core.plugins import report_problems
@@ -219,6 +208,7 @@ class Runtime:
         worker = Worker(settings)
         # The idempotency store keeps its records beside the local queue.
         worker.local_db_path = None if self.queue is None else self.queue.path
+        worker.enqueuer = self._enqueuer(settings)
         worker.start()
         report_problems(worker.problems)
         # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import sys
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from host.config import Settings
 from host.errors import WorkerError
@@ -69,33 +71,80 @@ def message_body(message: dict[str, Any]) -> str:
     return body
 
 
-def check_delay(delay_seconds: Any) -> int:
-    """``delay_seconds`` as an int from 0 to 900, or :class:`InvalidMessageError`."""
-    if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, int):
-        if isinstance(delay_seconds, float) and delay_seconds.is_integer():
-            delay_seconds = int(delay_seconds)
-        else:
-            raise InvalidMessageError(f"delay_seconds must be a whole number of seconds, got {delay_seconds!r}")
+def check_delay(delay_seconds: Any) -> float:
+    """``delay_seconds`` checked: a number of seconds from 0 to 900, or :class:`InvalidMessageError`.
+
+    The one delay rule of every enqueue path (``ctx.enqueue``, plugin routes,
+    ``POST /``, ``letsgo-worker send``). Fractions are kept: the local queue
+    delays to the millisecond, and SQS, which takes whole seconds, gets the
+    delay rounded up, so a message is never delivered early.
+    """
+    if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)) or delay_seconds != delay_seconds:
+        raise InvalidMessageError(f"delay_seconds must be a number of seconds, got {delay_seconds!r}")
     if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
         raise InvalidMessageError(
             f"delay_seconds must be from 0 to {MAX_DELAY_SECONDS} (15 minutes), got {delay_seconds}; "
             "for longer delays, re-enqueue the message with the remaining delay when it arrives"
         )
-    return delay_seconds
+    return float(delay_seconds)
+
+
+class Enqueuer(Protocol):
+    """Where a worker's messages go: the local queue, the local server over HTTP, or SQS."""
+
+    def send(self, body: str, delay_seconds: float, *, group_id: str | None, deduplication_id: str | None) -> str:
+        """Durably enqueue one checked message body; return its message id."""
+        ...
+
+
+@dataclass(frozen=True)
+class HttpEnqueuer:
+    """POSTs to a local server at ``url``: for the app's own processes, and ``send``."""
+
+    url: str
+    region: str | None = None
+
+    def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
+             deduplication_id: str | None = None) -> str:
+        return post_local(self.url, body, delay_seconds, region=self.region)
+
+
+@dataclass(frozen=True)
+class SqsEnqueuer:
+    """``SendMessage`` to the SQS queue ``queue_url``."""
+
+    queue_url: str
+    region: str | None = None
+
+    def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
+             deduplication_id: str | None = None) -> str:
+        return send_sqs(self.queue_url, body, delay_seconds, region=self.region, group_id=group_id,
+                        deduplication_id=deduplication_id)
+
+
+def enqueuer_from_settings(settings: Settings) -> Enqueuer | None:
+    """The enqueuer configured by ``settings``: the local server's URL, else the SQS queue URL, else None."""
+    if settings.local_queue_url:
+        return HttpEnqueuer(settings.local_queue_url, settings.aws_region)
+    if settings.queue_url:
+        return SqsEnqueuer(settings.queue_url, settings.aws_region)
+    return None
 
 
 def enqueue(
     message: dict[str, Any],
-    delay_seconds: int = 0,
+    delay_seconds: float = 0,
     *,
     settings: Settings | None = None,
+    enqueuer: Enqueuer | None = None,
     group_id: str | None = None,
     deduplication_id: str | None = None,
 ) -> str:
     """Enqueue ``message`` (``{"type": ..., "payload": ...}``) for the worker; return its message id.
 
-    :param delay_seconds: hold the message back this long, 0 to 900
-    :param settings: where the queue is configured (default: the environment)
+    :param delay_seconds: hold the message back this long, 0 to 900 (see :func:`check_delay`)
+    :param settings: where the queue is configured when no ``enqueuer`` is given (default: the environment)
+    :param enqueuer: where to send it (a worker passes its own, see ``Worker.enqueue``)
     :param group_id: the ``MessageGroupId`` of a FIFO queue (required there)
     :param deduplication_id: the ``MessageDeduplicationId`` of a FIFO queue without content-based deduplication
 
@@ -105,29 +154,25 @@ def enqueue(
     """
     body = message_body(message)
     delay = check_delay(delay_seconds)
-    settings = settings if settings is not None else Settings.from_env()
-    if settings.local_queue_url:
-        return post_local(settings.local_queue_url, body, delay, region=settings.aws_region)
-    if not settings.queue_url:
+    if enqueuer is None:
+        enqueuer = enqueuer_from_settings(settings if settings is not None else Settings.from_env())
+    if enqueuer is None:
         raise EnqueueError(
             "nowhere to enqueue: set LETSGO_LOCAL_QUEUE_URL (the local server, e.g. http://127.0.0.1:3002) "
             "or LETSGO_WORKER_QUEUE_URL (the SQS queue URL)"
         )
-    return send_sqs(
-        settings.queue_url, body, delay, region=settings.aws_region, group_id=group_id,
-        deduplication_id=deduplication_id,
-    )
+    return enqueuer.send(body, delay, group_id=group_id, deduplication_id=deduplication_id)
 
 
-async def enqueue_async(message: dict[str, Any], delay_seconds: int = 0, **options: Any) -> str:
-    """:func:`enqueue` for ``async def`` code: the network call runs in a thread, the event loop stays free."""
+async def enqueue_async(message: dict[str, Any], delay_seconds: float = 0, **options: Any) -> str:
+    """:func:`enqueue` for ``async def`` code: the call runs in a thread, the event loop stays free."""
     import asyncio
 
     return await asyncio.to_thread(enqueue, message, delay_seconds, **options)
 
 
 def local_request_body(
-    body: str, delay_seconds: int = 0, *, message_id: str | None = None, region: str | None = None
+    body: str, delay_seconds: float = 0, *, message_id: str | None = None, region: str | None = None
 ) -> dict[str, Any]:
     """The POST body LetsGo's queue client sends to a local worker, plus a top-level ``delaySeconds``."""
     now = str(int(time.time() * 1000))
@@ -158,7 +203,7 @@ def local_request_body(
     return request
 
 
-def post_local(url: str, body: str, delay_seconds: int = 0, *, region: str | None = None) -> str:
+def post_local(url: str, body: str, delay_seconds: float = 0, *, region: str | None = None) -> str:
     """POST one message to the local server at ``url``; return its message id."""
     import httpx
 
@@ -183,7 +228,7 @@ def post_local(url: str, body: str, delay_seconds: int = 0, *, region: str | Non
 def send_sqs(
     queue_url: str,
     body: str,
-    delay_seconds: int = 0,
+    delay_seconds: float = 0,
     *,
     region: str | None = None,
     group_id: str | None = None,
@@ -199,7 +244,7 @@ def send_sqs(
         raise InvalidMessageError(f"{queue_url} is a FIFO queue: SQS does not delay single messages on FIFO queues")
     request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
     if delay_seconds:
-        request["DelaySeconds"] = delay_seconds
+        request["DelaySeconds"] = math.ceil(delay_seconds)  # SQS takes whole seconds; never deliver early
     if group_id:
         request["MessageGroupId"] = group_id
     if deduplication_id:

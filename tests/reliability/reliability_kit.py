@@ -286,7 +286,7 @@ def post(url: str, body: bytes | str | Any, *, headers: dict[str, str] | None = 
             parsed = json.loads(raw)
         except ValueError:
             parsed = raw.decode("utf-8", "replace")
-        return response.status, parsed, dict(response.getheaders())
+        return response.status, parsed, response.headers  # case-insensitive, as HTTP header names are
     finally:
         connection.close()
 

@@ -1,0 +1,92 @@
+"""The local queue's SQLite file: its tables, and the shapes its rows are handed out in."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+#: ``eventSource`` and ``eventSourceARN`` of records delivered by the local queue.
+EVENT_SOURCE = "letsgo:local"
+EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
+
+#: Schema version stored in ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT    NOT NULL,
+    body              TEXT    NOT NULL,
+    sent_at           REAL    NOT NULL,
+    visible_at        REAL    NOT NULL,
+    receive_count     INTEGER NOT NULL DEFAULT 0,
+    first_received_at REAL,
+    receipt_handle    TEXT,
+    last_error        TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                TEXT    NOT NULL,
+    body              TEXT    NOT NULL,
+    sent_at           REAL    NOT NULL,
+    receive_count     INTEGER NOT NULL,
+    first_received_at REAL,
+    dead_lettered_at  REAL    NOT NULL,
+    reason            TEXT    NOT NULL,
+    last_error        TEXT
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
+"""
+
+
+def iso_time(epoch: float | None) -> str | None:
+    """``epoch`` seconds as an ISO-8601 UTC instant to the millisecond (``...Z``), or None."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message in the dead-letter table."""
+
+    id: str
+    body: str
+    receive_count: int
+    reason: str
+    last_error: str | None
+    sent_at: float
+    first_received_at: float | None
+    dead_lettered_at: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, with times as ISO-8601 UTC instants."""
+        data = asdict(self)
+        for key in ("sent_at", "first_received_at", "dead_lettered_at"):
+            data[key] = iso_time(data[key])
+        return data
+
+
+def sqs_record(
+    message_id: str, receipt_handle: str, body: str, receive_count: int, sent_at: float, first_received_at: float
+) -> dict[str, Any]:
+    """An SQS-shaped record, as the event source mapping hands it to Lambda."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": receipt_handle,
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(int(sent_at * 1000)),
+            "SenderId": EVENT_SOURCE,
+            "ApproximateFirstReceiveTimestamp": str(int(first_received_at * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode("utf-8", "surrogatepass")).hexdigest(),
+        "eventSource": EVENT_SOURCE,
+        "eventSourceARN": EVENT_SOURCE_ARN,
+        "awsRegion": "local",
+    }
