@@ -131,8 +131,31 @@ def test_every_setting_is_documented_in_the_readme():
 
 
 # -------------------------------------------------------------------------
-# Nobody else reads the environment: invoke and the AWS clients go through Settings
+# Nobody else reads the environment: the command line, invoke and the AWS clients go through Settings
 # -------------------------------------------------------------------------
+
+
+def test_cli_refuses_a_bad_log_level_like_any_bad_variable(monkeypatch, tmp_path, capsys):
+    from host.cli import EXIT_USAGE, main
+
+    monkeypatch.chdir(tmp_path)  # no .env
+    monkeypatch.setenv("LETSGO_WORKER_LOG_LEVEL", "LOUD")
+    assert main(["plugins"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        "letsgo-worker: error: LETSGO_WORKER_LOG_LEVEL='LOUD' is invalid: "
+        "expected DEBUG, INFO, WARNING, ERROR or CRITICAL\n"
+    )
+
+
+def test_cli_help_works_with_bad_configuration(monkeypatch, capsys):
+    from host.cli import main
+
+    monkeypatch.setenv("LETSGO_WORKER_LOG_LEVEL", "LOUD")
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "usage: letsgo-worker" in capsys.readouterr().out
 
 
 def test_invoke_context_takes_lambda_names_from_settings():

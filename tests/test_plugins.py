@@ -468,3 +468,28 @@ def test_plugins_in_this_repository_import_only_host():
             allowed = {"host", "host.testing"} if path.name == "testing.py" else {"host"}
             found += [f"{path.relative_to(root)}: {name}" for name in names if name.startswith("host.") and name not in allowed]
     assert found == []
+
+
+def test_the_plugins_listing_shows_declared_settings_but_never_a_secret(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LETSGO_", "PORT"))}
+    env.update(
+        LETSGO_WORKER_ENV_FILE=os.devnull, LETSGO_SLACK_TIMEOUT_SECONDS="3",
+        LETSGO_SLACK_URL="https://hooks.slack.com/services/T0/B0/SLACKSECRET", LETSGO_STRIPE_TEST_WEBHOOK_KEY="whsec_STRIPESECRET",
+    )
+    listing = [sys.executable, "-m", "host.cli", "plugins"]
+    as_json = subprocess.run([*listing, "--json"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    as_text = subprocess.run(listing, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert as_json.returncode == 0 and as_text.returncode == 0, as_json.stderr + as_text.stderr
+    rows = {row["name"]: row for row in json.loads(as_json.stdout)}
+    assert rows["letsgo_slack"]["settings"] == [
+        {"variable": "LETSGO_SLACK_URL", "value": "<secret>", "default": None, "secret": True,
+         "description": "Slack incoming webhook URL; unset: Slack notifications are off."},
+        {"variable": "LETSGO_SLACK_TIMEOUT_SECONDS", "value": "3", "default": "10", "secret": False,
+         "description": "Seconds to wait for Slack to answer one post."},
+    ]
+    assert rows["example_orders"]["settings"] == []
+    assert "  settings: LETSGO_STRIPE_TEST_WEBHOOK_KEY=<secret>, LETSGO_STRIPE_LIVE_WEBHOOK_KEY (unset)\n" in as_text.stdout
+    for output in (as_json, as_text):
+        assert "SECRET" not in output.stdout + output.stderr

@@ -8,8 +8,9 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from host import __version__
+from host import Setting, Settings, __version__
 from host.errors import StartupError
 
 #: Exit status for bad usage or input, as argparse uses.
@@ -37,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the local runtime: HTTP intake, durable queue, scheduler")
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, LETSGO_WORKER_HOST)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 3002, PORT)")
+    serve.add_argument("--port", help="port to listen on (default 3002, PORT; 0 picks a free one)")
     serve.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db, LETSGO_WORKER_DB)")
     serve.add_argument("--sqs", metavar="QUEUE_URL", help="read a real SQS queue instead of the local one")
+    serve.add_argument(
+        "--workers", metavar="N",
+        help="deliver in N processes of their own, for CPU-bound handlers (default 0: in the server's process; "
+             "LETSGO_WORKER_PROCESSES)",
+    )
     serve.set_defaults(run=_command("host.local.runtime:cli_serve"))
 
     send = commands.add_parser("send", help="enqueue one message on the local server (or SQS)")
@@ -97,11 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    import os
-
-    level = os.environ.get("LETSGO_WORKER_LOG_LEVEL", "INFO").upper()
+    """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL``; a bad level is a :class:`ConfigError` like any bad variable."""
     logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        level=Settings.from_env().log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -118,10 +122,12 @@ def _started_worker():
 
 
 def cli_plugins(args: argparse.Namespace) -> int:
-    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types.
+    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types, settings.
 
     A plugin that failed to load is listed too, with ``loaded`` false and its
     problems, so scripts reading the JSON see it as well as people reading stderr.
+    Each setting a plugin declared is shown with its value as configured; a
+    secret's only as ``<secret>``.
     """
     worker = _started_worker()
     problems: dict[str, list[str]] = {}
@@ -138,6 +144,7 @@ def cli_plugins(args: argparse.Namespace) -> int:
                 "loaded": True,
                 "hooks": worker.plugin_hooks(info),
                 "types": [entry.type for entry in worker.registry if entry.plugin == info.name],
+                "settings": [_setting_row(worker.settings, setting) for setting in worker.plugin_settings.get(info.name, [])],
                 "problems": problems.pop(info.name, []),
             }
         )
@@ -146,7 +153,7 @@ def cli_plugins(args: argparse.Namespace) -> int:
         rows.append(
             {
                 "name": name, "distribution": failed[name], "version": None, "builtin": False,
-                "loaded": False, "hooks": [], "types": [], "problems": messages,
+                "loaded": False, "hooks": [], "types": [], "settings": [], "problems": messages,
             }
         )
     if args.json:
@@ -159,7 +166,20 @@ def cli_plugins(args: argparse.Namespace) -> int:
         print(f"{row['name']} ({row['distribution'] or 'in-process'} {row['version'] or ''})".replace(" )", ")") + state)
         print(f"  hooks: {', '.join(row['hooks']) or '-'}")
         print(f"  types: {', '.join(row['types']) or '-'}")
+        settings = [f"{s['variable']}={s['value']}" if s["value"] is not None else f"{s['variable']} (unset)" for s in row["settings"]]
+        print(f"  settings: {', '.join(settings) or '-'}")
     return 0
+
+
+def _setting_row(settings: Settings, setting: Setting) -> dict[str, Any]:
+    """One declared setting for the listing: the value as configured, never a secret's."""
+    return {
+        "variable": setting.variable,
+        "value": settings.display(setting),
+        "default": None if setting.secret else setting.default,
+        "secret": setting.secret,
+        "description": setting.description,
+    }
 
 
 def cli_types(args: argparse.Namespace) -> int:
@@ -194,8 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Every command sees the same configuration: .env first, then the environment wins.
     load_dotenv_file()
-    _setup_logging()
     try:
+        _setup_logging()
         return int(args.run(args) or 0)
     except StartupError as error:
         print(f"letsgo-worker: error: {error}", file=sys.stderr)
