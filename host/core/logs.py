@@ -27,10 +27,6 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # One encoder for every line: json.dumps with options would build a new one per call.
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
-# What that encoder does to a string, called directly.
-_string = json.encoder.encode_basestring
-# The keys every line starts with; an extra field of the same name replaces the value.
-_LINE_KEYS = frozenset({"time", "level", "logger", "message", "error"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,22 +37,6 @@ class JsonFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.exc_info or record.exc_text:
-            return self._format_object(record)
-        # The common line written directly, as the encoder would write it: most values are strings.
-        parts = [
-            f'{{"time": "{_iso_time(record.created)}", "level": {_string(record.levelname)}, '
-            f'"logger": {_string(record.name)}, "message": {_string(record.getMessage())}'
-        ]
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and key[:1] != "_":
-                if key in _LINE_KEYS:
-                    return self._format_object(record)
-                parts.append(f", {_string(key)}: {_json_value(value)}")
-        parts.append("}")
-        return "".join(parts)
-
-    def _format_object(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": _iso_time(record.created),
             "level": record.levelname,
@@ -65,24 +45,12 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _RECORD_ATTRIBUTES and key[:1] != "_":
-                line[key] = value
+                line[key] = value  # an extra field named like a key above replaces its value, in place
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = self.formatException(record.exc_info)
         elif record.exc_text:
             line["error"] = record.exc_text
         return _ENCODER.encode(line)
-
-
-def _json_value(value: Any) -> str:
-    """``value`` as the encoder writes it; strings and finite numbers without the encoder's set-up."""
-    kind = type(value)
-    if kind is str:
-        return _string(value)
-    if kind is int:
-        return int.__repr__(value)
-    if kind is float and value - value == 0:  # finite: NaN and infinities are the encoder's business
-        return float.__repr__(value)
-    return _ENCODER.encode(value)
 
 
 # The formatted second of the last line: consecutive lines mostly share it.
