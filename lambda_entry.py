@@ -11,9 +11,11 @@ from host.aws.events import handle_event
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # In a Lambda execution environment: the worker's logs become JSON lines on
     # standard output, which CloudWatch Logs Insights reads field by field.
+    # A bad LETSGO_WORKER_LOG_LEVEL fails the start-up with the error naming it.
+    from host.config import Settings
     from host.core.logs import configure_logging
 
-    configure_logging()
+    configure_logging(Settings.from_env().log_level)
 
 
 def handler(event, context):

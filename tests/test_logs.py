@@ -1,4 +1,4 @@
-"""JSON log lines: one object per line, its fields in a fixed order, exceptions on the same line."""
+"""JSON log lines: one object per line, its fields in a fixed order, exceptions on the same line; the level from Settings."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import io
 import json
 import logging
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from host.core.logs import ROOT_LOGGER, JsonFormatter, configure_logging, log_fields
 
+ROOT = Path(__file__).resolve().parent.parent
 TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
@@ -89,3 +93,30 @@ def test_configure_logging_replaces_its_own_handler_and_stops_propagation(json_l
     assert json_lines() == []
     assert [json.loads(text)["message"] for text in second.getvalue().splitlines()] == ["shown once"]
     assert logger.level == logging.WARNING and logger.propagate is False
+
+
+def test_an_unknown_level_is_an_error_and_changes_nothing(json_lines):
+    logger = logging.getLogger(ROOT_LOGGER)
+    handlers = list(logger.handlers)
+    with pytest.raises(ValueError, match="LOUD"):
+        configure_logging("LOUD")
+    assert logger.handlers == handlers and logger.level == logging.DEBUG
+
+
+def _import_the_entry_point_in_lambda(level: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LETSGO_")}
+    env.update(AWS_LAMBDA_RUNTIME_API="127.0.0.1:9", LETSGO_WORKER_LOG_LEVEL=level)
+    code = "import logging, lambda_entry; print(logging.getLevelName(logging.getLogger('letsgo').level))"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_lambda_entry_point_logs_at_the_configured_level():
+    result = _import_the_entry_point_in_lambda("debug")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DEBUG"
+
+
+def test_a_bad_log_level_stops_the_lambda_entry_point_naming_the_variable():
+    result = _import_the_entry_point_in_lambda("LOUD")
+    assert result.returncode != 0
+    assert "ConfigError: LETSGO_WORKER_LOG_LEVEL='LOUD' is invalid: expected DEBUG, INFO" in result.stderr, result.stderr

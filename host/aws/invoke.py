@@ -108,7 +108,7 @@ def cli_invoke(args: argparse.Namespace) -> int:
 
     # After importing the entry point, which sets up stdout logging inside a Lambda environment:
     # here standard output carries only the result.
-    configure_logging(stream=sys.stderr)
+    configure_logging(Settings.from_env().log_level, stream=sys.stderr)
     context = LambdaContext(args.timeout_ms)
     watchdog = _Watchdog(args.timeout_ms, context)
     watchdog.start()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from typing import IO, Any
@@ -24,7 +23,6 @@ ROOT_LOGGER = "letsgo"
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # One encoder for every line: json.dumps with options would build a new one per call.
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
@@ -84,23 +82,24 @@ class _JsonLinesHandler(logging.StreamHandler):
         super().emit(record)
 
 
-def configure_logging(level: str | None = None, stream: IO[str] | None = None) -> logging.Logger:
+def configure_logging(level: str, stream: IO[str] | None = None) -> logging.Logger:
     """Send the ``letsgo`` loggers to JSON lines on ``stream`` (default: standard output).
 
-    ``level`` defaults to ``LETSGO_WORKER_LOG_LEVEL`` (INFO when unset or not a
-    level name). Idempotent: calling it again replaces the handler it installed.
-    The records stop propagating to the root logger, so a runtime's own handler
-    (Lambda's text formatter) does not print them a second time.
+    ``level`` is a level name, as ``Settings.log_level`` gives it (which makes a
+    bad ``LETSGO_WORKER_LOG_LEVEL`` a :class:`~host.errors.ConfigError`); an
+    unknown name is a ValueError, never a silent default. Idempotent: calling it
+    again replaces the handler it installed. The records stop propagating to
+    the root logger, so a runtime's own handler (Lambda's text formatter) does
+    not print them a second time.
     """
-    chosen = (level or os.environ.get("LETSGO_WORKER_LOG_LEVEL") or "INFO").strip().upper()
     logger = logging.getLogger(ROOT_LOGGER)
+    logger.setLevel(level)  # first: an unknown name raises before any handler changes
     for handler in list(logger.handlers):
         if isinstance(handler, _JsonLinesHandler):
             logger.removeHandler(handler)
     handler = _JsonLinesHandler(stream)
     handler.setFormatter(JsonFormatter())
     logger.addHandler(handler)
-    logger.setLevel(chosen if chosen in _LEVELS else "INFO")
     logger.propagate = False
     return logger
 
