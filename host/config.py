@@ -152,7 +152,8 @@ SETTINGS: tuple[Setting, ...] = (
     _host("batch_size", "LETSGO_WORKER_BATCH_SIZE", "10", int_between(1, 10000), "Messages per batch."),
     _host("batch_window", "LETSGO_WORKER_BATCH_WINDOW_SECONDS", "0", seconds(0, 300), "Local batching window."),
     _host("visibility_timeout", "LETSGO_WORKER_VISIBILITY_TIMEOUT", "360", seconds(0, 43200), "Seconds a received message stays invisible."),
-    _host("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", int_between(1, 1000), "Batches handled at once (local runtime)."),
+    _host("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", int_between(1, 1000), "Batches handled at once (local runtime; per process with --workers)."),
+    _host("delivery_processes", "LETSGO_WORKER_PROCESSES", "0", int_between(0, 64), "serve: delivery processes (`--workers`); 0 delivers in the server's own process."),
     _host("thread_pool_size", "LETSGO_WORKER_THREADS", "10", int_between(1, 1000), "Threads for sync handlers within a batch."),
     _host("deadline_margin_ms", "LETSGO_WORKER_DEADLINE_MARGIN_MS", "1000", int_between(0, 900000), "Lambda: stop starting messages this long before the timeout."),
     _host("max_receive_count", "LETSGO_WORKER_MAX_RECEIVE_COUNT", "5", int_between(1, 1000), "Receives before a message is dead-lettered."),
@@ -215,6 +216,7 @@ class Settings:
     batch_window: float
     visibility_timeout: float
     concurrency: int
+    delivery_processes: int
     thread_pool_size: int
     deadline_margin_ms: int
     max_receive_count: int

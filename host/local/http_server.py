@@ -117,7 +117,7 @@ class LocalServer:
         self._server = Server(
             Config(
                 self.app, http=_BoundedProtocol, loop="asyncio", lifespan="off", interface="asgi3",
-                log_config=None, access_log=False, server_header=False, date_header=True,
+                log_config=None, log_level="warning", access_log=False, server_header=False, date_header=True,
                 limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
             )
         )

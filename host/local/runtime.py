@@ -33,15 +33,13 @@ def cli_serve(args: argparse.Namespace) -> int:
     """Run the local runtime until SIGINT/SIGTERM; return the exit status."""
     from host.config import Settings
 
-    # host.cli.main has loaded .env already.
-    overrides = {
-        name: value
-        for name, value in (("host", args.host), ("port", args.port), ("db_path", args.db))
-        if value is not None
-    }
-    settings = Settings.from_env(**overrides)
-    if not 0 <= settings.port <= 65535:
-        raise StartupError(f"--port {settings.port} is not a port number (0-65535)")
+    # host.cli.main has loaded .env already; flags go through the settings' own parsers.
+    settings = Settings.from_env(flags={
+        "host": ("--host", args.host), "port": ("--port", args.port), "db_path": ("--db", args.db),
+        "delivery_processes": ("--workers", getattr(args, "workers", None)),
+    })
+    if settings.delivery_processes and getattr(args, "sqs", None):
+        raise StartupError("--workers is for the local queue; under --sqs run several `serve --sqs` instead")
     logging.getLogger("letsgo").setLevel(settings.log_level)
     runtime = Runtime(settings, sqs_queue_url=getattr(args, "sqs", None))
     # Handlers first: a signal during start-up then stops cleanly once start-up is done.
@@ -132,6 +130,7 @@ class Runtime:
         self.lock = None
         self.server = None
         self.delivery = None
+        self.processes = None
         self.scheduler = None
         self._signalled = threading.Event()
 
@@ -158,9 +157,14 @@ class Runtime:
         for route in self.server.routes:
             logger.info("route %s %s (plugin %s)", route.method, route.path, route.plugin)
 
-        self.delivery = Delivery.from_settings(
-            self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
-        ).start()
+        if settings.delivery_processes:
+            from host.local.processes import DeliveryProcesses
+
+            self.processes = DeliveryProcesses(settings, self.queue, settings.delivery_processes).start()
+        else:
+            self.delivery = Delivery.from_settings(
+                self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
+            ).start()
         if schedule is None:
             logger.info(HOW_TO_ENABLE)
         else:
@@ -221,6 +225,8 @@ class Runtime:
             health["queue"] = self.queue.counts()
         if self.delivery is not None:
             health["batches_in_flight"] = self.delivery.in_flight()
+        if self.processes is not None:
+            health["delivery_processes"] = self.processes.pids()
         return health
 
     def handle_signals(self) -> None:
@@ -248,6 +254,8 @@ class Runtime:
             self.scheduler.stop(STOP_TIMEOUT_SECONDS)
         if self.delivery is not None:
             self.delivery.stop(STOP_TIMEOUT_SECONDS)
+        if self.processes is not None:
+            self.processes.stop(STOP_TIMEOUT_SECONDS)
         if self.server is not None:
             self.server.stop()
         if self.worker is not None:
