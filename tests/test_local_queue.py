@@ -15,7 +15,6 @@ from host import hookimpl
 from host.local.delivery import Delivery, MessageSource, backoff_seconds
 from host.core.dispatch import Outcome, Status
 from host.errors import StartupError
-from host.local.group_commit import GroupCommit
 from host.local.queue import LocalQueue, QueueError
 from host.services.enqueue import InvalidMessageError
 from host.local.runtime import ServeLock
@@ -233,22 +232,29 @@ def test_concurrent_enqueues_are_all_stored(make_queue):
 
 def test_requests_committed_together_stay_apart_when_one_of_them_fails(make_queue):
     queue = make_queue()
-    commit = GroupCommit(queue)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(connection):
+        holding.set()
+        release.wait(10)
 
     async def store_together():
-        # The first store starts a commit; the three after it wait, then share one transaction.
-        return await asyncio.gather(
-            commit.store([(None, message(n=1))], 0),
-            commit.store([(None, "\ud800")], 0),  # not encodable: its insert fails
-            commit.store([(None, message(n=2)), ("kept-id", message(n=3))], 0),
-            commit.store([(None, message(n=4))], 0),
+        # Keep the writer busy, so that the stores below wait together and share one transaction.
+        held = queue._writer.submit(hold)
+        await asyncio.to_thread(holding.wait, 10)
+        stores = asyncio.gather(
+            queue.store([(None, message(n=1))], 0),
+            queue.store([(None, "\ud800")], 0),  # not encodable: its insert fails
+            queue.store([(None, message(n=2)), ("kept-id", message(n=3))], 0),
+            queue.store([(None, message(n=4))], 0),
             return_exceptions=True,
         )
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wrap_future(held)
+        return await stores
 
-    try:
-        first, unencodable, more, last = asyncio.run(store_together())
-    finally:
-        commit.close()
+    first, unencodable, more, last = asyncio.run(store_together())
     assert isinstance(unencodable, UnicodeEncodeError)
     assert more[1] == "kept-id" and len({first[0], more[0], last[0]}) == 3
     bodies = sorted(json.loads(r["body"])["payload"]["n"] for r in queue.receive(10, 0))

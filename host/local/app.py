@@ -3,8 +3,8 @@
 HTTP itself (framing, keep-alive, pipelining, ``Expect: 100-continue``) is
 uvicorn's, parsed by httptools (llhttp); see :mod:`host.local.http_server`.
 This app sees whole requests: it reads the body up to the size limit, refuses
-what a web page could send, hands intake to :class:`~host.local.group_commit.GroupCommit`
-and answers 201 once the messages are on disk.
+what a web page could send, hands intake to the queue (whose writer commits the requests
+waiting together) and answers 201 once the messages are on disk.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from host.local.intake import MAX_BODY_BYTES, IntakeError, check_sender, parse_i
 from host.local.routes import Headers, Request, Response, RouteTable
 
 if TYPE_CHECKING:
-    from host.local.group_commit import GroupCommit
+    from host.local.queue import LocalQueue
 
 logger = logging.getLogger("letsgo.http")
 
@@ -41,7 +41,7 @@ class _ClientGone(Exception):
 class LocalApp:
     """The ASGI app of ``letsgo-worker serve``.
 
-    :param commit: stores ``POST /`` messages, or None when messages come from
+    :param queue: stores ``POST /`` messages, or None when messages come from
         elsewhere (``serve --sqs``); then ``POST /`` answers 404 with ``intake_note``.
     :param routes: the plugins' routes.
     :param enqueue: what ``request.enqueue`` of a plugin route calls.
@@ -51,13 +51,13 @@ class LocalApp:
     def __init__(
         self,
         *,
-        commit: GroupCommit | None,
+        queue: LocalQueue | None,
         routes: RouteTable | None = None,
         enqueue: Callable[[dict[str, Any], float], str] | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         intake_note: str = "this server does not accept messages",
     ) -> None:
-        self.commit = commit
+        self.queue = queue
         self.routes = routes or RouteTable()
         self.enqueue = enqueue
         self.health = health or (lambda: {"status": "ok"})
@@ -99,7 +99,7 @@ class LocalApp:
 
     async def intake(self, body: bytes, headers: Headers) -> Response:
         """``POST /``: store the messages, answer 201 with their ids once they are on disk."""
-        if self.commit is None:
+        if self.queue is None:
             return Response(404, {"error": self.intake_note})
         try:
             check_sender(headers)
@@ -107,7 +107,7 @@ class LocalApp:
         except IntakeError as error:
             return Response(error.status, {"error": error.message})
         try:
-            ids = await self.commit.store(messages, delay)
+            ids = await self.queue.store(messages, delay)
         except Exception as error:
             logger.error("could not store %d message(s)", len(messages), exc_info=error)
             return Response(503, {"error": f"the local queue could not store the message: {error}"})

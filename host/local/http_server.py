@@ -1,7 +1,7 @@
 """The local server: uvicorn, with the httptools parser (llhttp, Node's parser), serving :class:`LocalApp`.
 
 One event loop, on a thread of its own, reads every request and writes every
-answer; the commit thread (:mod:`host.local.group_commit`) only writes to
+answer; the queue's writer thread (:mod:`host.local.writer`) only writes to
 SQLite, and delivery runs on threads or processes of its own, so a handler that
 blocks never holds up ``POST /`` or ``/healthz``.
 """
@@ -22,7 +22,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from host.errors import StartupError
 from host.local.app import LocalApp
-from host.local.group_commit import GroupCommit
 from host.local.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -111,8 +110,7 @@ class LocalServer:
         health: Callable[[], dict[str, Any]] | None = None,
         intake_note: str = "this server does not accept messages",
     ) -> None:
-        self.commit = GroupCommit(queue) if queue is not None else None
-        self.app = LocalApp(commit=self.commit, routes=routes, enqueue=enqueue, health=health, intake_note=intake_note)
+        self.app = LocalApp(queue=queue, routes=routes, enqueue=enqueue, health=health, intake_note=intake_note)
         self._socket = _listen(host, port)
         self._server = Server(
             Config(
@@ -162,8 +160,6 @@ class LocalServer:
             self._server.should_exit = True
             self._thread.join(15)
         self._socket.close()
-        if self.commit is not None:
-            self.commit.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:

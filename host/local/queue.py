@@ -16,15 +16,17 @@ answered 201 is lost across restarts or ``kill -9``. Semantics follow SQS:
   succeed), a message moves to the dead-letter table with its last error and
   the reason, where ``dlq list`` shows it and ``dlq redrive`` sends it back.
 
-Durability: the database is in WAL mode. New messages are written with
-``synchronous=FULL``: a 201 is a promise, so their commit is flushed to disk
-and survives a power cut. Receives and settlements are written with
+Durability: the database is in WAL mode. A commit holding new messages is
+``synchronous=FULL``: a 201 is a promise, so it is flushed to disk and survives
+a power cut. Commits of receives and settlements alone are
 ``synchronous=NORMAL``, which survives a killed process but may lose its last
 commits on a power cut or OS crash; what such a loss undoes is a receive or a
 deletion, so the message is delivered again: at least once, as SQS promises.
+Every write goes through one writer thread (:mod:`host.local.writer`), which
+commits the writes waiting for it together.
 
-Several processes may share the file (``serve --workers N``): every write is a
-``BEGIN IMMEDIATE`` transaction, and SQLite's lock serialises them.
+Several processes may share the file (``serve --workers N``): SQLite's lock
+serialises their writers.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.delivery import backoff_seconds
+from host.local.writer import Writer
 from host.local.schema import SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
 from host.services.enqueue import check_delay
 
@@ -98,12 +101,9 @@ class LocalQueue:
         self._claims = count(1)
         self._arrivals = threading.Condition()
         self._generation = 0
-        # One writer at a time in this process; other processes wait on SQLite's lock.
-        self._write_lock = threading.Lock()
-        self._durable = self._connect("FULL")
-        self._fast = self._connect("NORMAL")
+        self._writer = Writer(self._connect, self._wake)
         self._read_lock = threading.Lock()
-        self._reader = self._connect("NORMAL")
+        self._reader = self._connect()
 
     @classmethod
     def from_settings(cls, settings: Settings, path: str | None = None, **options: Any) -> LocalQueue:
@@ -119,14 +119,12 @@ class LocalQueue:
 
     # -- connections -----------------------------------------------------------
 
-    def _connect(self, synchronous: str) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        connection.execute(f"PRAGMA synchronous={synchronous}")
-        return connection
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
 
     def _prepare(self) -> None:
         try:
-            connection = self._connect("FULL")
+            connection = self._connect()
             try:
                 mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if mode.lower() != "wal":
@@ -144,10 +142,8 @@ class LocalQueue:
             raise QueueError(f"cannot open the local queue database {self.path}: {error}") from None
 
     def close(self) -> None:
-        """Close the database (a write in progress finishes first)."""
-        with self._write_lock:
-            self._durable.close()
-            self._fast.close()
+        """Commit the writes already submitted and close the database."""
+        self._writer.close()
         with self._read_lock:
             self._reader.close()
         self._wake()
@@ -159,20 +155,8 @@ class LocalQueue:
         self.close()
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
-        """Run ``work`` in one committed transaction; ``durable`` flushes the commit to disk."""
-        connection = self._durable if durable else self._fast
-        with self._write_lock:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.ProgrammingError:
-                raise QueueError("the local queue is closed") from None
-            try:
-                result = work(connection)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        return result
+        """Run ``work`` in a committed transaction of the writer; ``durable`` flushes the commit to disk."""
+        return self._writer.run(work, durable=durable)
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         with self._read_lock:
@@ -206,17 +190,18 @@ class LocalQueue:
         return self.enqueue(body, delay_seconds)
 
     def insert(self, rows: Sequence[tuple[str, str, float]]) -> None:
-        """Durably store ``(message id, body, delay seconds)`` rows in one transaction."""
-        now = time.time()
+        """Durably store ``(message id, body, delay seconds)`` rows; return once they are on disk."""
+        self._writer.submit(_inserter(rows), durable=True).result()
 
-        def insert(connection: sqlite3.Connection) -> None:
-            connection.executemany(
-                "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
-                [(message_id, body, now, now + delay) for message_id, body, delay in rows],
-            )
+    async def store(self, messages: Iterable[tuple[str | None, str]], delay_seconds: float = 0) -> list[str]:
+        """:meth:`enqueue_many` for a coroutine: the event loop goes on while the messages reach the disk.
 
-        self._write(insert, durable=True)
-        self._wake()
+        The requests that arrive while one commit runs share the next one (the
+        writer's group commit), so under load many requests share one flush.
+        """
+        rows = [(message_id or str(uuid.uuid4()), body, delay_seconds) for message_id, body in messages]
+        await self._writer.write(_inserter(rows), durable=True)
+        return [message_id for message_id, _, _ in rows]
 
     # -- receiving -------------------------------------------------------------
 
@@ -362,9 +347,7 @@ class LocalQueue:
                 for handle in handles
             )
 
-        changed = self._write(change)
-        self._wake()
-        return changed
+        return self._write(change)
 
     def reclaim_in_flight(self) -> int:
         """Make every claimed message visible now; return how many.
@@ -385,9 +368,7 @@ class LocalQueue:
                 f"UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE {condition}", (time.time(), *parameters)
             ).rowcount
 
-        released = self._write(release)
-        self._wake()
-        return released
+        return self._write(release)
 
     # -- the dead-letter queue -------------------------------------------------
 
@@ -432,9 +413,7 @@ class LocalQueue:
                 connection.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
             return len(selected)
 
-        moved = self._write(move, durable=True)
-        self._wake()
-        return moved
+        return self._write(move, durable=True)
 
     def purge_dead_letters(self) -> int:
         """Delete every dead-lettered message; return how many."""
@@ -453,6 +432,18 @@ class LocalQueue:
         )
         (dead,), = self._read("SELECT COUNT(*) FROM dead_letters")
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
+
+
+def _inserter(rows: Sequence[tuple[str, str, float]]) -> Callable[[sqlite3.Connection], None]:
+    now = time.time()
+
+    def insert(connection: sqlite3.Connection) -> None:
+        connection.executemany(
+            "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
+            [(message_id, body, now, now + delay) for message_id, body, delay in rows],
+        )
+
+    return insert
 
 
 def _receipt_seq(receipt_handle: Any) -> int | None:
