@@ -36,7 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    serve = commands.add_parser("serve", help="run the local runtime: HTTP intake, durable queue, scheduler")
+    serve = commands.add_parser(
+        "serve", help="run the local runtime: HTTP intake, durable queue, scheduler",
+        description="Run the worker locally: POST / stores messages in a durable SQLite queue with SQS semantics, "
+                    "delivery hands them in batches to the same code as Lambda, and the scheduler fires ticks.",
+        epilog="examples:\n"
+               "  letsgo-worker serve                      # 127.0.0.1:3002, .letsgo/worker.db\n"
+               "  letsgo-worker serve --port 0 --db /tmp/q.db\n"
+               "  letsgo-worker serve --workers 2          # deliver in 2 processes (CPU-bound handlers)\n"
+               "  letsgo-worker serve --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, LETSGO_WORKER_HOST)")
     serve.add_argument("--port", help="port to listen on (default 3002, PORT; 0 picks a free one)")
     serve.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db, LETSGO_WORKER_DB)")

@@ -139,3 +139,7 @@ def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> N
         delivery.stop(STOP_TIMEOUT_SECONDS)
         worker.stop()
         queue.close()
+        logging.shutdown()
+    # Not a normal exit: that would wait for the threads of handlers that hang, forever. Their
+    # messages are delivered again; the server has released this process's claims.
+    os._exit(0)

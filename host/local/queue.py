@@ -43,9 +43,9 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
-from host.local.delivery import backoff_seconds
-from host.local.writer import Writer
 from host.local.schema import SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
+from host.local.settlement import decide, log_settled
+from host.local.writer import Writer
 from host.services.enqueue import check_delay
 
 if TYPE_CHECKING:
@@ -55,9 +55,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("letsgo.local_queue")
 
 T = TypeVar("T")
-
-#: The dead-letter reason of a rejected message; its ``last_error`` says what is wrong with it.
-REJECTED_REASON = "rejected: the message can never be handled, so it was not retried"
 
 #: A receive that waits looks at the database at least this often, so that messages
 #: written by another process (the intake of ``serve --workers``, ``dlq redrive``) are noticed.
@@ -267,7 +264,11 @@ class LocalQueue:
         longer the latest (the visibility timeout ran out and the message was
         received again) are left alone.
         """
-        decisions = [self._decide(record, outcome) for record, outcome in zip(records, outcomes, strict=True)]
+        decisions = [
+            decide(record, outcome, max_receive_count=self.max_receive_count, backoff_base=self.backoff_base,
+                   backoff_max=self.backoff_max)
+            for record, outcome in zip(records, outcomes, strict=True)
+        ]
 
         def apply(connection: sqlite3.Connection) -> list[str]:
             now = time.time()
@@ -291,43 +292,7 @@ class LocalQueue:
             return stale
 
         stale = self._write(apply)
-        self._log_settled(decisions, stale)
-
-    def _decide(self, record: dict[str, Any], outcome: Outcome) -> tuple[str, dict[str, Any], Any, str | None]:
-        from host.core.dispatch import Status
-
-        receive_count = int(record["attributes"]["ApproximateReceiveCount"])
-        error = outcome.reason or (f"{type(outcome.error).__name__}: {outcome.error}" if outcome.error else None)
-        if outcome.status is Status.SUCCEEDED:
-            return "delete", record, None, None
-        if outcome.status is Status.REJECTED:
-            return "dead-letter", record, REJECTED_REASON, error
-        if receive_count >= self.max_receive_count:
-            reason = (
-                f"failed on each of its {receive_count} receives"
-                f" (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT={self.max_receive_count})"
-            )
-            return "dead-letter", record, reason, error
-        return "retry", record, backoff_seconds(receive_count, self.backoff_base, self.backoff_max), error
-
-    def _log_settled(self, decisions: list[tuple[str, dict[str, Any], Any, str | None]], stale: list[str]) -> None:
-        for action, record, detail, error in decisions:
-            message_id = record["messageId"]
-            if message_id in stale:
-                continue
-            receives = record["attributes"]["ApproximateReceiveCount"]
-            if action == "retry":
-                logger.info("message %s failed on receive %s; visible again in %.1fs: %s", message_id, receives, detail, error)
-            elif action == "dead-letter":
-                # A rejection was already logged by the batch processor; a spent retry budget was not.
-                log = logger.info if detail == REJECTED_REASON else logger.warning
-                log("message %s moved to the dead-letter queue: %s; last error: %s", message_id, detail, error)
-        for message_id in stale:
-            logger.warning(
-                "message %s was handled after its visibility timeout (%gs) ran out; it is delivered again"
-                " (raise LETSGO_WORKER_VISIBILITY_TIMEOUT if handlers need longer)",
-                message_id, self.visibility_timeout,
-            )
+        log_settled(decisions, stale, self.visibility_timeout)
 
     def release(self, records: list[dict[str, Any]]) -> int:
         """Make claimed records visible at once, keeping their receive counts (like visibility timeout 0)."""
