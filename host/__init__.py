@@ -35,7 +35,9 @@ if TYPE_CHECKING:
     from host.core.notify import Notification
     from host.core.worker import Worker
     from host.local.routes import Request, Response
-    from host.services.idempotency import IdempotencyStore
+    from host.services.api import AccessTokenError, ApiError, api_client, async_api_client, get_access_token
+    from host.services.enqueue import EnqueueError, InvalidMessageError, enqueue, enqueue_async
+    from host.services.idempotency import IdempotencyError, IdempotencyStore
     from host.services.idempotency import get_store as idempotency_store
     from host.services.mrkdwn import escape as escape_mrkdwn
     from host.services.mrkdwn import escape_line as escape_mrkdwn_line
@@ -49,20 +51,35 @@ hookspec = pluggy.HookspecMarker("letsgo_worker")
 
 #: Name -> (module, attribute) of the names loaded on first use.
 _LAZY = {
+    "AccessTokenError": ("host.services.api", "AccessTokenError"),
+    "ApiError": ("host.services.api", "ApiError"),
+    "EnqueueError": ("host.services.enqueue", "EnqueueError"),
+    "IdempotencyError": ("host.services.idempotency", "IdempotencyError"),
     "IdempotencyStore": ("host.services.idempotency", "IdempotencyStore"),
+    "InvalidMessageError": ("host.services.enqueue", "InvalidMessageError"),
     "Notification": ("host.core.notify", "Notification"),
     "Request": ("host.local.routes", "Request"),
     "Response": ("host.local.routes", "Response"),
     "Worker": ("host.core.worker", "Worker"),
+    "api_client": ("host.services.api", "api_client"),
+    "async_api_client": ("host.services.api", "async_api_client"),
+    "enqueue": ("host.services.enqueue", "enqueue"),
+    "enqueue_async": ("host.services.enqueue", "enqueue_async"),
+    "get_access_token": ("host.services.api", "get_access_token"),
     "escape_mrkdwn": ("host.services.mrkdwn", "escape"),
     "escape_mrkdwn_line": ("host.services.mrkdwn", "escape_line"),
     "idempotency_store": ("host.services.idempotency", "get_store"),
 }
 
 __all__ = [
+    "AccessTokenError",
+    "ApiError",
     "ConfigError",
     "Context",
+    "EnqueueError",
+    "IdempotencyError",
     "IdempotencyStore",
+    "InvalidMessageError",
     "Message",
     "MessageContext",
     "Notification",
@@ -77,10 +94,15 @@ __all__ = [
     "Worker",
     "WorkerError",
     "__version__",
+    "api_client",
+    "async_api_client",
     "comma_list",
+    "enqueue",
+    "enqueue_async",
     "escape_mrkdwn",
     "escape_mrkdwn_line",
     "flag",
+    "get_access_token",
     "hookimpl",
     "hookspec",
     "idempotency_store",
