@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from host.services.idempotency import IdempotencyError, IdempotencyStore
     from host.services.idempotency import get_store as idempotency_store
     from host.services.mrkdwn import escape as escape_mrkdwn
+    from host.services.run_once import IdempotencyInProgressError, idempotent, run_once
     from host.services.mrkdwn import escape_line as escape_mrkdwn_line
 
 __version__ = "0.1.0"
@@ -55,6 +56,7 @@ _LAZY = {
     "ApiError": ("host.services.api", "ApiError"),
     "EnqueueError": ("host.services.enqueue", "EnqueueError"),
     "IdempotencyError": ("host.services.idempotency", "IdempotencyError"),
+    "IdempotencyInProgressError": ("host.services.run_once", "IdempotencyInProgressError"),
     "IdempotencyStore": ("host.services.idempotency", "IdempotencyStore"),
     "InvalidMessageError": ("host.services.enqueue", "InvalidMessageError"),
     "Notification": ("host.core.notify", "Notification"),
@@ -69,6 +71,8 @@ _LAZY = {
     "escape_mrkdwn": ("host.services.mrkdwn", "escape"),
     "escape_mrkdwn_line": ("host.services.mrkdwn", "escape_line"),
     "idempotency_store": ("host.services.idempotency", "get_store"),
+    "idempotent": ("host.services.run_once", "idempotent"),
+    "run_once": ("host.services.run_once", "run_once"),
 }
 
 __all__ = [
@@ -78,6 +82,7 @@ __all__ = [
     "Context",
     "EnqueueError",
     "IdempotencyError",
+    "IdempotencyInProgressError",
     "IdempotencyStore",
     "InvalidMessageError",
     "Message",
@@ -106,8 +111,10 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "idempotency_store",
+    "idempotent",
     "int_between",
     "optional",
+    "run_once",
     "seconds",
 ]
 

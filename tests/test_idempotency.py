@@ -13,7 +13,9 @@ import pytest
 from moto_server import aws, serialized_moto_server, unique  # noqa: F401 (fixtures)
 
 from host.services.idempotency import (
+    COMPLETED,
     DEFAULT_TTL_SECONDS,
+    IN_PROGRESS,
     DynamoIdempotencyStore,
     IdempotencyError,
     IdempotencyStore,
@@ -144,6 +146,103 @@ def test_concurrent_claims_of_many_keys_each_win_once(store):
     assert sorted(winners) == sorted(set(keys))
 
 
+# -- record states, for both stores -----------------------------------------------------------
+
+
+def test_begin_starts_once_then_reports_in_progress_then_completed(store):
+    first = store.begin("stripe:evt_1:h", expires_in=60, owner="m-1")
+    assert first.started and first.record.status == IN_PROGRESS and first.token
+    again = store.begin("stripe:evt_1:h", expires_in=60, owner="m-2")
+    assert not again.started and again.in_progress and again.record.owner == "m-1"
+
+    store.complete("stripe:evt_1:h", first.token)
+    after = store.begin("stripe:evt_1:h", expires_in=60, owner="m-3")
+    assert not after.started and after.completed
+    assert store.get("stripe:evt_1:h").status == COMPLETED
+
+
+def test_abandon_frees_only_its_own_in_progress_record(store):
+    first = store.begin("k", expires_in=60)
+    store.abandon("k", "not-the-token")
+    assert store.begin("k", expires_in=60).in_progress
+    store.abandon("k", first.token)
+    assert store.get("k") is None
+    assert store.begin("k", expires_in=60).started
+
+
+def test_abandon_never_erases_a_completed_record(store):
+    first = store.begin("k", expires_in=60)
+    store.complete("k", first.token)
+    store.abandon("k", first.token)
+    assert store.get("k").status == COMPLETED
+
+
+def test_an_expired_in_progress_record_is_taken_over_and_the_late_abandon_keeps_the_new_one(store):
+    crashed = store.begin("k", expires_in=60, owner="m-1")
+    store.clock.now += 59
+    assert store.begin("k", expires_in=60, owner="m-2").in_progress
+    store.clock.now += 1
+    takeover = store.begin("k", expires_in=60, owner="m-2")
+    assert takeover.started and takeover.token != crashed.token
+    store.abandon("k", crashed.token)  # the first delivery wakes up and gives up: not its record any more
+    assert store.get("k").owner == "m-2"
+
+
+def test_the_same_owner_takes_over_its_own_record_at_once(store):
+    store.begin("k", expires_in=600, owner="message-1")
+    assert store.begin("k", expires_in=600, owner="message-1").started
+    assert store.begin("k", expires_in=600).in_progress  # no owner: no takeover
+
+
+def test_completed_records_are_kept_forever_without_a_ttl_and_expire_with_one(store):
+    store.complete("forever", store.begin("forever", expires_in=60).token)
+    store.complete("a-day", store.begin("a-day", expires_in=60).token, ttl_seconds=86400)
+    store.clock.now += 86400
+    assert store.get("a-day") is None and store.begin("a-day", expires_in=60).started
+    store.clock.now += 10 * 365 * 86400
+    assert store.get("forever").expires_at is None
+    assert store.begin("forever", expires_in=60).completed
+
+
+@pytest.mark.parametrize("expires_in", [0, -1, None, True])
+def test_an_in_progress_expiry_must_be_positive(store, expires_in):
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        store.begin("k", expires_in=expires_in)
+
+
+def test_concurrent_begins_of_one_key_have_one_winner(store):
+    barrier = threading.Barrier(16)
+
+    def begin(n):
+        barrier.wait()
+        return store.begin("stripe:evt_race:handler", expires_in=60, owner=f"message-{n}").started
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(begin, range(16)))
+    assert results.count(True) == 1
+
+
+def test_a_completion_is_never_lost_to_concurrent_deliveries(store):
+    """One delivery finishes the work while others keep checking, starting and giving up."""
+    keys = [f"job-{n}" for n in range(20)]
+    winners = {key: store.begin(key, expires_in=60, owner="winner") for key in keys}
+
+    def checker(n):
+        for key in keys:
+            begun = store.begin(key, expires_in=60, owner=f"checker-{n}")
+            if begun.started:  # never: the winner holds or completed every key
+                store.abandon(key, begun.token)
+                return key
+        return None
+
+    with ThreadPoolExecutor(8) as pool:
+        checks = [pool.submit(checker, n) for n in range(6)]
+        for key in keys:
+            store.complete(key, winners[key].token)
+        assert [check.result(30) for check in checks] == [None] * 6
+    assert all(store.get(key).status == COMPLETED for key in keys)
+
+
 # -- SQLite specifics ---------------------------------------------------------------------------
 
 CLAIMER = """
@@ -190,6 +289,17 @@ def test_dynamo_item_carries_the_ttl_attribute_of_the_template(aws, dynamo_store
     assert int(item[ttl_attribute]["N"]) == int(dynamo_store.clock.now) + 3600
 
 
+def test_dynamo_items_carry_the_state_and_a_kept_completion_has_no_ttl(aws, dynamo_store):
+    client = aws.client("dynamodb")
+    begun = dynamo_store.begin("order:10", expires_in=90, owner="m-1")
+    item = client.get_item(TableName=dynamo_store.table, Key={"id": {"S": "order:10"}})["Item"]
+    assert item["status"]["S"] == IN_PROGRESS and item["owner"]["S"] == "m-1"
+    assert int(item["expires_at"]["N"]) == int(dynamo_store.clock.now) + 90
+    dynamo_store.complete("order:10", begun.token)
+    item = client.get_item(TableName=dynamo_store.table, Key={"id": {"S": "order:10"}})["Item"]
+    assert item["status"]["S"] == COMPLETED and "expires_at" not in item
+
+
 def test_dynamo_missing_table_names_it(aws):
     store = DynamoIdempotencyStore("no-such-table", region="us-east-1")
     with pytest.raises(IdempotencyError, match="'no-such-table'.*LETSGO_WORKER_IDEMPOTENCY_TABLE"):
@@ -231,3 +341,110 @@ def test_importing_host_idempotency_loads_no_heavy_library():
     code = "import sys, host.services.idempotency; print([m for m in ('boto3', 'botocore') if m in sys.modules])"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# -- run_once and idempotent: the store for apps' handlers ----------------------------------------------
+
+import asyncio  # noqa: E402
+
+from host import IdempotencyInProgressError, hookimpl, idempotent, run_once  # noqa: E402
+from host.testing import run_batch  # noqa: E402
+
+
+class Orders:
+    """An app plugin sending one confirmation email per order, in a def and an async def handler."""
+
+    __name__ = "orders"
+
+    def __init__(self, fail_times: int = 0):
+        self.sent: list[str] = []
+        self.fail_times = fail_times
+
+    def _send(self, order_id: str) -> None:
+        if self.fail_times > 0:
+            self.fail_times -= 1
+            raise ConnectionError("smtp.example.com refused the connection")
+        self.sent.append(order_id)
+
+    @hookimpl
+    def letsgo_register_messages(self, register):
+        @idempotent(key=lambda message, ctx: f"order-email:{message.payload['orderId']}")
+        def email(message, ctx):
+            self._send(message.payload["orderId"])
+
+        @idempotent(key=lambda message, ctx: f"order-sms:{message.payload['orderId']}", ttl_seconds=None)
+        async def sms(message, ctx):
+            await asyncio.sleep(0)
+            self._send(f"sms:{message.payload['orderId']}")
+
+        register("OrderEmail", email)
+        register("OrderSms", sms)
+
+
+@pytest.fixture
+def orders_worker(make_worker, tmp_path):
+    def make(orders):
+        worker = make_worker(plugins=[orders], entry_points=False)
+        worker.local_db_path = str(tmp_path / "worker.db")
+        return worker
+
+    return make
+
+
+@pytest.mark.parametrize(("message_type", "sent"), [("OrderEmail", "o-1"), ("OrderSms", "sms:o-1")])
+def test_an_idempotent_handler_runs_once_per_key(orders_worker, message_type, sent):
+    orders = Orders()
+    worker = orders_worker(orders)
+    message = {"type": message_type, "payload": {"orderId": "o-1"}}
+    assert run_batch(worker, message).response() == {"batchItemFailures": []}
+    assert run_batch(worker, message).response() == {"batchItemFailures": []}  # a duplicate, later
+    assert run_batch(worker, message, receive_count=2).response() == {"batchItemFailures": []}
+    assert orders.sent == [sent]
+
+
+def test_an_idempotent_handler_that_failed_runs_again_on_the_retry(orders_worker):
+    orders = Orders(fail_times=1)
+    worker = orders_worker(orders)
+    message = {"type": "OrderEmail", "payload": {"orderId": "o-2"}}
+    assert len(run_batch(worker, message).response()["batchItemFailures"]) == 1
+    assert run_batch(worker, message, receive_count=2).response() == {"batchItemFailures": []}
+    assert orders.sent == ["o-2"]
+
+
+def test_work_in_progress_elsewhere_fails_the_message_for_a_later_retry(orders_worker):
+    orders = Orders()
+    worker = orders_worker(orders)
+    get_store(worker).begin("order-email:o-3", expires_in=300, owner="another-message")
+    result = run_batch(worker, {"type": "OrderEmail", "payload": {"orderId": "o-3"}})
+    assert len(result.response()["batchItemFailures"]) == 1
+    assert "'order-email:o-3' is in progress in another delivery" in result.outcomes[0].reason
+    assert orders.sent == []
+
+
+def test_without_a_store_an_idempotent_handler_runs_every_time(make_worker):
+    orders = Orders()
+    worker = make_worker(plugins=[orders], entry_points=False)
+    message = {"type": "OrderEmail", "payload": {"orderId": "o-4"}}
+    run_batch(worker, message)
+    run_batch(worker, message)
+    assert orders.sent == ["o-4", "o-4"]
+
+
+def test_run_once_with_a_worker_keeps_the_completion_for_its_ttl(make_worker, tmp_path):
+    worker = make_worker(entry_points=False, env={"LETSGO_WORKER_VISIBILITY_TIMEOUT": "45"})
+    worker.idempotency_store = store = SqliteIdempotencyStore(str(tmp_path / "records.db"), clock=Clock())
+    with run_once(worker, "nightly-report:2026-12-01", ttl_seconds=3600) as first_time:
+        assert first_time
+        record = store.get("nightly-report:2026-12-01")
+        assert record.status == IN_PROGRESS and record.expires_at == store.clock.now + 45  # the visibility timeout
+    assert store.get("nightly-report:2026-12-01").expires_at == store.clock.now + 3600
+    with run_once(worker, "nightly-report:2026-12-01") as first_time:
+        assert not first_time
+    with pytest.raises(ZeroDivisionError), run_once(worker, "broken", expires_in=5) as first_time:
+        assert first_time
+        1 / 0
+    assert store.get("broken") is None  # given up: the next attempt does the work
+    with pytest.raises(IdempotencyInProgressError):
+        store.begin("busy", expires_in=60)
+        with run_once(worker, "busy"):
+            pass

@@ -379,13 +379,17 @@ def test_a_secret_plugin_setting_never_shows(make_worker, caplog):
 
 def test_the_installed_plugins_declare_their_own_settings(make_worker):
     from letsgo_slack import SLACK_TIMEOUT, SLACK_URL
+    from letsgo_stripe.api import LIVE_API_KEY, TEST_API_KEY
+    from letsgo_stripe.dispatch import IN_PROGRESS_SECONDS
     from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
 
     from host.config import SETTINGS
 
     worker = make_worker(env={"LETSGO_SLACK_TIMEOUT_SECONDS": "3"})
     assert worker.plugin_settings["letsgo_slack"] == [SLACK_URL, SLACK_TIMEOUT]
-    assert worker.plugin_settings["letsgo_stripe"] == [TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY]
+    assert worker.plugin_settings["letsgo_stripe"] == [
+        TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, IN_PROGRESS_SECONDS
+    ]
     assert worker.settings.get(SLACK_TIMEOUT) == 3.0 and worker.settings.get(SLACK_URL) is None
     assert SLACK_URL.secret and TEST_WEBHOOK_KEY.secret and LIVE_WEBHOOK_KEY.secret and not SLACK_TIMEOUT.secret
     # The host knows no plugin by name: none of these is among its own settings.
@@ -490,6 +494,6 @@ def test_the_plugins_listing_shows_declared_settings_but_never_a_secret(tmp_path
          "description": "Seconds to wait for Slack to answer one post."},
     ]
     assert rows["example_orders"]["settings"] == []
-    assert "  settings: LETSGO_STRIPE_TEST_WEBHOOK_KEY=<secret>, LETSGO_STRIPE_LIVE_WEBHOOK_KEY (unset)\n" in as_text.stdout
+    assert "  settings: LETSGO_STRIPE_TEST_WEBHOOK_KEY=<secret>, LETSGO_STRIPE_LIVE_WEBHOOK_KEY (unset), " in as_text.stdout
     for output in (as_json, as_text):
         assert "SECRET" not in output.stdout + output.stderr

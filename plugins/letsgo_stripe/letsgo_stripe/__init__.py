@@ -31,11 +31,12 @@ def letsgo_add_hookspecs(pluginmanager):
 
 @hookimpl
 def letsgo_register_settings(register):
-    """Declare the two webhook signing secrets."""
+    """Declare the webhook signing secrets, the API keys and how long a running handler holds off duplicates."""
+    from letsgo_stripe.api import LIVE_API_KEY, TEST_API_KEY
     from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
 
-    register(TEST_WEBHOOK_KEY)
-    register(LIVE_WEBHOOK_KEY)
+    for setting in (TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, dispatch.IN_PROGRESS_SECONDS):
+        register(setting)
 
 
 @hookimpl

@@ -3,9 +3,21 @@
 For one Stripe event every handler of its type runs, in registration order,
 even when an earlier one fails; if any failed, the message fails and is
 retried. With an idempotency store (:func:`host.idempotency_store`) each
-handler runs once per Stripe event id (see :mod:`letsgo_stripe.once`): a
-redelivery skips the handlers that already succeeded and runs again only
-those that failed or were interrupted.
+handler runs once per Stripe event id, with one record per handler and event
+(``stripe:<event id>:<module.handler>``):
+
+- *in progress* while a delivery runs the handler, until the remaining
+  Lambda time or the visibility timeout is over (``LETSGO_STRIPE_IN_PROGRESS_SECONDS``
+  overrides): a duplicate delivered meanwhile skips it, because the message
+  of the delivery running it stays queued until it succeeded, and a crashed
+  delivery's record has expired by the time its message comes back (the same
+  message redelivered at once takes over its own record);
+- *completed* for 7 days once it succeeded: later deliveries skip it;
+- removed when it raised (only that delivery's own record), so the retry runs
+  that handler, and only it, again.
+
+A thin event and its snapshot twin share the snapshot event's id
+(``snapshot_event``), so a handler runs once for the pair.
 """
 
 from __future__ import annotations
@@ -16,15 +28,28 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from host import WorkerError
+from host import Setting, WorkerError, seconds
 from letsgo_stripe.events import StripeEventPayload
 from letsgo_stripe.handlers import HandlerEntry, StripeHandlers, collect_handlers
-from letsgo_stripe.once import Once
 
 if TYPE_CHECKING:
     import stripe
 
     from host import Message, MessageContext, Worker
+
+#: How long a handler that succeeded is remembered: longer than Stripe retries an event (3 days).
+DONE_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _optional_seconds(value: str) -> float | None:
+    return seconds(1, 43200)(value) if value else None
+
+
+#: Overrides how long a running handler's record holds off duplicates.
+IN_PROGRESS_SECONDS = Setting(
+    "LETSGO_STRIPE_IN_PROGRESS_SECONDS", None, _optional_seconds,
+    "Seconds a running Stripe handler holds off duplicates; unset: the remaining Lambda time, else the visibility timeout.",
+)
 
 
 class StripeHandlerError(WorkerError):
@@ -103,19 +128,22 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
     # Off the event loop: the first Stripe message of a process pays for `import stripe`.
     event = await loop.run_in_executor(worker.executor, build_event, values)
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
-    # Lambda requires the queue's visibility timeout to cover the function's, so no
-    # handler outlives it; duplicates arriving within it do not run in parallel.
-    lease = float(worker.settings.visibility_timeout)
+    expires_in = in_progress_seconds(ctx)
+    dedupe_id = payload.snapshot_event or payload.id
 
     failures: list[tuple[HandlerEntry, BaseException]] = []
     for entry in entries:
-        once = None
+        key = f"stripe:{dedupe_id}:{entry.name}"
+        begun = None
         if store is not None:
-            once = Once(store, payload.id, entry.name, lease_seconds=lease, receive_count=ctx.receive_count)
-            if not await loop.run_in_executor(worker.executor, once.begin):
+            begun = await loop.run_in_executor(
+                worker.executor, lambda: store.begin(key, expires_in=expires_in, owner=ctx.message_id)
+            )
+            if not begun.started:
                 ctx.logger.info(
-                    "Stripe event %s (%s): %s of plugin %r skipped: %s",
-                    payload.id, payload.type, entry.name, entry.plugin, once.skipped_because,
+                    "Stripe event %s (%s): %s of plugin %r skipped: %s", payload.id, payload.type, entry.name,
+                    entry.plugin, "it already ran for this event" if begun.completed
+                    else "another delivery of the event is running it",
                 )
                 continue
         try:
@@ -125,11 +153,13 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
                 "Stripe event %s (%s): handler %s of plugin %r failed", payload.id, payload.type, entry.name, entry.plugin
             )
             failures.append((entry, error))
-            if once is not None:
-                await loop.run_in_executor(worker.executor, _settle, once.failed, ctx)
+            if begun is not None:
+                await loop.run_in_executor(worker.executor, _settle, lambda: store.abandon(key, begun.token), ctx)
             continue
-        if once is not None:
-            await loop.run_in_executor(worker.executor, _settle, once.succeeded, ctx)
+        if begun is not None:
+            await loop.run_in_executor(
+                worker.executor, _settle, lambda: store.complete(key, begun.token, ttl_seconds=DONE_TTL_SECONDS), ctx
+            )
     if failures:
         details = "; ".join(
             f"{entry.name} of plugin {entry.plugin!r}: {type(error).__name__}: {error}" for entry, error in failures
@@ -139,9 +169,23 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
         ) from failures[0][1]
 
 
+def in_progress_seconds(ctx: MessageContext) -> float:
+    """How long a running handler's record lives: the setting, else the remaining Lambda time, else the visibility timeout.
+
+    Lambda requires the queue's visibility timeout to cover the function's
+    timeout, so no delivery outlives either: a crashed delivery's record has
+    expired when its message is delivered again.
+    """
+    configured = ctx.worker.settings.get(IN_PROGRESS_SECONDS)
+    if configured is not None:
+        return configured
+    remaining = ctx.remaining_time_ms()
+    return max(remaining / 1000 if remaining is not None else float(ctx.worker.settings.visibility_timeout), 1.0)
+
+
 def _settle(record: Any, ctx: MessageContext) -> None:
     # A store error after the handler ran is only logged: the handler's own
-    # outcome decides the message's, and the running lease lapses by itself.
+    # outcome decides the message's, and an in-progress record expires by itself.
     try:
         record()
     except Exception:

@@ -54,21 +54,37 @@ class StripeEventData(BaseModel):
     object: dict[str, Any]
 
 
-class StripeEventPayload(BaseModel):
-    """Payload of ``letsgo:stripe``: a Stripe Event plus LetsGo's ``stripeMode``.
+#: ``object`` of a thin event notification (Stripe's v2 events); a snapshot event's is ``"event"``.
+THIN_EVENT_OBJECT = "v2.core.event"
 
-    Only what dispatch relies on is checked; every other field of the event is
-    kept as sent. ``stripeMode`` is ``"LIVE"`` or ``"TEST"`` as LetsGo's API
-    sends it (any case is accepted); when it is absent it is taken from the
-    event's ``livemode``.
+
+class StripeEventPayload(BaseModel):
+    """Payload of ``letsgo:stripe``: a Stripe event plus LetsGo's ``stripeMode``.
+
+    Either a *snapshot* event (``data.object`` holds the object as it was) or
+    a *thin* event notification (``"object": "v2.core.event"``, no data: the
+    event and its ``related_object`` are fetched from Stripe's API). Only what
+    dispatch relies on is checked; every other field of the event is kept as
+    sent. ``stripeMode`` is ``"LIVE"`` or ``"TEST"`` as LetsGo's API sends it
+    (any case is accepted); when it is absent it is taken from the event's
+    ``livemode``.
     """
 
     model_config = ConfigDict(extra="allow", defer_build=True)  # built on the first Stripe message
 
     id: str = Field(min_length=1)
     type: str = Field(min_length=1)
-    data: StripeEventData
+    object: str | None = None
+    data: StripeEventData | None = None
+    related_object: dict[str, Any] | None = None
+    #: On the thin twin of a snapshot event, the snapshot event's id.
+    snapshot_event: str | None = None
     stripeMode: StripeMode
+
+    @property
+    def thin(self) -> bool:
+        """True for a thin event notification, whose event and object must be fetched."""
+        return self.object == THIN_EVENT_OBJECT
 
     @model_validator(mode="before")
     @classmethod
@@ -82,3 +98,10 @@ class StripeEventPayload(BaseModel):
             return {**value, "stripeMode": mode.upper()}
         return value
 
+    @model_validator(mode="after")
+    def _snapshot_has_data(self) -> StripeEventPayload:
+        if not self.thin and self.data is None:
+            raise ValueError(
+                "a snapshot Stripe event needs data.object (a thin event notification has \"object\": \"v2.core.event\")"
+            )
+        return self

@@ -1,0 +1,65 @@
+"""Stripe's API, for what a webhook does not carry: thin events' objects and fresh copies of objects.
+
+Calls use the secret key of the event's mode (``LETSGO_STRIPE_TEST_API_KEY``
+or ``LETSGO_STRIPE_LIVE_API_KEY``; a restricted key with read access to
+events and the objects you handle is enough) and go to ``stripe.api_base``,
+so a test can point the SDK at a stand-in for Stripe's API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from host import Setting, WorkerError, optional
+
+if TYPE_CHECKING:
+    import stripe
+
+    from host import Worker
+
+#: The secret (or restricted) API key of test mode, to fetch thin events and fresh objects.
+TEST_API_KEY = Setting(
+    "LETSGO_STRIPE_TEST_API_KEY", None, optional,
+    "Stripe API key, test mode: fetches thin events' objects and fresh objects.", secret=True,
+)
+#: The secret (or restricted) API key of live mode.
+LIVE_API_KEY = Setting(
+    "LETSGO_STRIPE_LIVE_API_KEY", None, optional,
+    "Stripe API key, live mode: fetches thin events' objects and fresh objects.", secret=True,
+)
+
+
+class StripeApiError(WorkerError):
+    """Stripe's API could not be called for an event (no key, or the call failed); the message is retried."""
+
+
+def api_key(worker: Worker, mode: str) -> str:
+    """The API key of ``mode`` (``"TEST"`` or ``"LIVE"``); raise :class:`StripeApiError` naming the setting if unset."""
+    setting = LIVE_API_KEY if mode == "LIVE" else TEST_API_KEY
+    key = worker.settings.get(setting)
+    if not key:
+        raise StripeApiError(
+            f"{setting.variable} is not set, so a {mode.lower()}-mode object cannot be fetched from Stripe's API: "
+            "set it to a secret or restricted key of that mode"
+        )
+    return key
+
+
+def client(worker: Worker, mode: str) -> stripe.StripeClient:
+    """A ``StripeClient`` with the key of ``mode``, talking to ``stripe.api_base``."""
+    import stripe
+
+    # StripeClient defaults to Stripe's own address; the module setting is where tests point the SDK.
+    return stripe.StripeClient(api_key(worker, mode), base_addresses={"api": stripe.api_base})
+
+
+def retrieve(worker: Worker, mode: str, url: str, *, context: str | None = None) -> Any:
+    """GET ``url`` (``/v1/invoices/in_...``) with the key of ``mode``; the response as a Stripe SDK object."""
+    from stripe._util import get_api_mode
+
+    sdk = client(worker, mode)
+    try:
+        response = sdk.raw_request("get", url, stripe_context=context)
+        return sdk.deserialize(response, api_mode=get_api_mode(url))
+    except Exception as error:
+        raise StripeApiError(f"could not fetch {url} from Stripe's API ({mode} mode): {type(error).__name__}: {error}") from error
