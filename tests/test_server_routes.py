@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -296,3 +297,39 @@ def test_a_pipelined_100_continue_comes_after_the_answer_before_it(served):
 
     assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"201", b"100", b"201"]
     assert len(queue.receive(10, 0)) == 2
+
+
+def test_a_client_that_never_finishes_its_request_head_is_disconnected(served, monkeypatch):
+    import socket
+
+    import host.local.http_server as http_server
+
+    monkeypatch.setattr(http_server, "HEAD_TIMEOUT_SECONDS", 0.5)
+    server, queue, _ = served
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) as idle:
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: appl")  # and never the rest
+        started = time.monotonic()
+        # Meanwhile a whole request is answered as usual.
+        assert call(server, "GET", "/healthz")[0] == 200
+        assert slow.recv(65536) == b""  # closed by the server, without an answer
+        assert idle.recv(65536) == b""  # connected and never sent a byte: closed too
+        assert time.monotonic() - started < 5
+    assert queue.counts()["visible"] == 0
+
+
+def test_a_request_head_sent_in_time_keeps_its_keep_alive_connection(served, monkeypatch):
+    import host.local.http_server as http_server
+
+    monkeypatch.setattr(http_server, "HEAD_TIMEOUT_SECONDS", 0.5)
+    server, _, _ = served
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for _ in range(3):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            time.sleep(0.3)  # idle between requests is the keep-alive timeout's business, not the head's
+    finally:
+        connection.close()

@@ -39,17 +39,54 @@ MAX_CONNECTIONS = 4096
 #: Seconds an idle keep-alive connection stays open.
 KEEP_ALIVE_SECONDS = 120
 
+#: Seconds a client has to send a request's line and headers once it has connected or begun it.
+HEAD_TIMEOUT_SECONDS = 30.0
+
 
 class _HeadTooLarge(Exception):
     """Raised from a parser callback, so that llhttp stops reading the head."""
 
 
 class _BoundedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with the request head bounded (llhttp itself has no limit)."""
+    """uvicorn's httptools protocol, with the request head bounded in size and in time.
+
+    llhttp itself has no limit on a head's size, and uvicorn none on how long a
+    client may take to send it: without one, slow clients that never finish a
+    request (a slowloris) would hold connections until the cap is reached.
+    """
+
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_problem: tuple[int, str] | None = None
+        self._start_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        logger.debug("closing a connection whose request head did not arrive within %gs", HEAD_TIMEOUT_SECONDS)
+        self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_HEADER_LINE:
