@@ -124,7 +124,7 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
     entries = stripe_handlers(worker).for_type(payload.type) or [_unhandled_entry(payload.type)]
     loop = asyncio.get_running_loop()
     # The raw event as sent (not a re-serialised model), with stripeMode normalised.
-    values = {**message.body["payload"], "stripeMode": payload.stripeMode}
+    values = {**message.body["payload"], "stripeMode": payload.stripeMode, "stripePayload": "snapshot"}
     # Off the event loop: the first Stripe message of a process pays for `import stripe`.
     event = await loop.run_in_executor(worker.executor, build_event, values)
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
