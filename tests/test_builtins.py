@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import shutil
 import subprocess
 
@@ -267,3 +268,43 @@ def test_serialize_identity_matches_javascript_encode_uri_component():
         ["node", "-e", script, json.dumps(TRICKY)], capture_output=True, text=True, timeout=30, check=True
     )
     assert [serialize_identity(iss, sub) for iss, sub in TRICKY] == json.loads(done.stdout)
+
+
+# -------------------------------------------------------------------------
+# Without a sink, no text is built
+# -------------------------------------------------------------------------
+
+TEXTS = {"letsgo:contact": "contact_text", "letsgo:tenant:new": "tenant_new_text",
+         "letsgo:tenant:deleted": "tenant_deleted_text"}
+PAYLOADS = {"letsgo:contact": CONTACT, "letsgo:tenant:new": {"tenant": TENANT},
+            "letsgo:tenant:deleted": {"tenant": DELETED_TENANT, "cancelledPlanId": "starter"}}
+
+
+@pytest.mark.parametrize("type_", sorted(TEXTS))
+def test_without_a_sink_the_notification_text_is_not_built(make_worker, monkeypatch, caplog, type_):
+    import host.builtins
+
+    def unwanted(*args):
+        raise AssertionError("a notification text was built with nobody to send it to")
+
+    monkeypatch.setattr(host.builtins, TEXTS[type_], unwanted)
+    caplog.set_level(logging.INFO, "letsgo")
+    worker = make_worker(env={})  # letsgo-slack installed, LETSGO_SLACK_URL unset: no sink
+    assert not worker.notifies
+    result = run_batch(worker, {"type": type_, "payload": PAYLOADS[type_]})
+    assert result.response() == {"batchItemFailures": []}, [o.reason for o in result.outcomes]
+    assert [r.name for r in caplog.records if r.name.startswith("letsgo.plugin.")] == ["letsgo.plugin.letsgo_builtins"]
+
+
+def test_without_a_sink_the_debug_log_still_shows_the_text(make_worker, caplog):
+    caplog.set_level(logging.DEBUG, "letsgo.notify")
+    worker = make_worker(env={})
+    assert worker.notifies
+    run_batch(worker, {"type": "letsgo:contact", "payload": CONTACT})
+    (record,) = [r for r in caplog.records if r.name == "letsgo.notify"]
+    assert record.getMessage().startswith("no notification sink installed; not sent: :wave: New contact form submission\n")
+
+
+def test_notifies_is_true_once_a_sink_is_installed(make_worker, slack):
+    assert not make_worker(env={}).notifies
+    assert make_worker(env={"LETSGO_SLACK_URL": slack.url}).notifies

@@ -48,6 +48,17 @@ class Context:
             return None
         return int(self.lambda_context.get_remaining_time_in_millis())
 
+    @property
+    def notifies(self) -> bool:
+        """True when :meth:`notify` would reach anyone (a sink, or the DEBUG log).
+
+        Check it before building a costly text::
+
+            if ctx.notifies:
+                await ctx.anotify(summary_of(order))
+        """
+        return self.worker.notifies
+
     def notify(self, text: str, **options: Any) -> None:
         """Send a notification through every installed sink; for ``def`` code (see :meth:`host.core.worker.Worker.notify`).
 

@@ -238,16 +238,10 @@ async def notify_rejection(worker: Worker, outcome: Outcome, receive_count: int)
     A failing sink is logged, not raised: the message is already going to the
     dead-letter queue, where it stays with its reason.
     """
-    if receive_count > 1 or not _anyone_to_tell(worker):
+    if receive_count > 1 or not worker.notifies:
         return
     try:
         await worker.anotify(rejection_text(outcome), level="warning", source="letsgo-worker")
     except Exception:
         logger.warning("could not send the rejection notification for message %s", outcome.message_id, exc_info=True)
 
-
-def _anyone_to_tell(worker: Worker) -> bool:
-    """False when no sink is installed and ``host.core.notify`` would not even log the text at DEBUG."""
-    from host.core.plugins import implementations
-
-    return bool(implementations(worker.pm, "letsgo_notify")) or logging.getLogger("letsgo.notify").isEnabledFor(logging.DEBUG)

@@ -68,6 +68,15 @@ def _call_sinks(sinks: list[pluggy.HookImpl], notification: Notification, requir
     logger.warning("%s (sent with required=False: the work goes on without it)", error)
 
 
+def anyone_to_tell(pm: pluggy.PluginManager) -> bool:
+    """True when a notification sent now reaches anyone: a sink, or :func:`deliver`'s DEBUG line.
+
+    With neither, a notification's text would be built for nobody; callers
+    whose text costs something to build check this first.
+    """
+    return bool(_sinks(pm)) or logger.isEnabledFor(logging.DEBUG)
+
+
 def _no_sink(notification: Notification) -> None:
     logger.debug("no notification sink installed; not sent: %s", notification.text)
 

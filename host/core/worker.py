@@ -13,7 +13,7 @@ import pluggy
 
 from host.config import SETTINGS, Setting, Settings, load_dotenv_file
 from host.errors import RegistrationError, StartupError
-from host.core.notify import Notification, deliver, deliver_async
+from host.core.notify import Notification, anyone_to_tell, deliver, deliver_async
 from host.core.plugins import (
     Implementation,
     PluginInfo,
@@ -219,6 +219,15 @@ class Worker:
                         max_workers=self.settings.thread_pool_size, thread_name_prefix="letsgo-handler"
                     )
         return self._executor
+
+    @property
+    def notifies(self) -> bool:
+        """True when a notification sent now reaches anyone: a ``letsgo_notify`` sink, or the DEBUG log.
+
+        Check it before building a costly text: with no sink installed (Slack
+        unset, say) that text would be built for nobody.
+        """
+        return anyone_to_tell(self.pm)
 
     def notify(
         self,
