@@ -6,8 +6,13 @@
   and acknowledges types nobody handles with a notification.
 - ``invoice.paid`` has a built-in handler, registered through that same hook:
   a notification with the exact amount, subscription and tenant.
+- Thin events (``"object": "v2.core.event"``) are expanded first: their event
+  and related object are fetched with the stripe SDK (:mod:`letsgo_stripe.thin`),
+  so the same handlers get the current object.
+- :func:`fresh` (``await fresh(event, ctx)``) fetches the current version of an
+  event's object, with the API key of the event's mode.
 - The local server gets ``POST /stripe/webhook``, which verifies Stripe's
-  signature and enqueues the event.
+  signature and enqueues the event (snapshot or thin).
 
 Importing this module does not import the ``stripe`` SDK; the first Stripe
 message or webhook does.
@@ -17,9 +22,10 @@ from __future__ import annotations
 
 from host import hookimpl
 from letsgo_stripe import dispatch, hookspecs
+from letsgo_stripe.api import fresh, fresh_sync
 from letsgo_stripe.events import KNOWN_EVENT_TYPES, MESSAGE_TYPE, StripeEventPayload
 
-__all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "stripe_handlers"]
+__all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "fresh", "fresh_sync", "stripe_handlers"]
 
 stripe_handlers = dispatch.stripe_handlers
 

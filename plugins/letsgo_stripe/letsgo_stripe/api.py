@@ -63,3 +63,37 @@ def retrieve(worker: Worker, mode: str, url: str, *, context: str | None = None)
         return sdk.deserialize(response, api_mode=get_api_mode(url))
     except Exception as error:
         raise StripeApiError(f"could not fetch {url} from Stripe's API ({mode} mode): {type(error).__name__}: {error}") from error
+
+
+def object_url(obj: Any) -> str:
+    """The API path of a Stripe object: ``{"object": "invoice", "id": "in_1"}`` -> ``/v1/invoices/in_1``."""
+    from urllib.parse import quote
+
+    from stripe._object_classes import get_object_class
+
+    kind, object_id = obj.get("object"), obj.get("id")
+    resource = get_object_class("V1", kind) if isinstance(kind, str) else None
+    class_url = getattr(resource, "class_url", None)
+    if not isinstance(object_id, str) or not object_id or class_url is None:
+        raise StripeApiError(f"a {kind!r} object with id {object_id!r} cannot be fetched from Stripe's API")
+    return f"{class_url()}/{quote(object_id, safe='')}"
+
+
+def fresh_sync(event: Any, ctx: Any) -> Any:
+    """The current version of ``event``'s object, fetched with the API key of the event's mode.
+
+    For ``def`` handlers; ``async def`` ones ``await`` :func:`fresh`. A thin
+    event's object is fetched from its ``related_object``'s URL, a snapshot
+    event's from the URL of ``event.data.object``'s type.
+    """
+    values = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+    related = values.get("related_object") or {}
+    url = related.get("url") or object_url((values.get("data") or {}).get("object") or {})
+    return retrieve(ctx.worker, values.get("stripeMode") or "TEST", url, context=values.get("context"))
+
+
+async def fresh(event: Any, ctx: Any) -> Any:
+    """``await fresh(event, ctx)``: :func:`fresh_sync` off the event loop, in the worker's thread pool."""
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(ctx.worker.executor, fresh_sync, event, ctx)

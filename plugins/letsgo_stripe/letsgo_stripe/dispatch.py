@@ -118,15 +118,25 @@ def _unhandled_entry(event_type: str) -> HandlerEntry:
 
 
 async def handle_stripe_message(message: Message[StripeEventPayload], ctx: MessageContext) -> None:
-    """Run every handler registered for the Stripe event's type (or notify that none is)."""
+    """Run every handler registered for the Stripe event's type (or notify that none is).
+
+    A thin event is first expanded: its event and related object are fetched
+    from Stripe's API (:mod:`letsgo_stripe.thin`), so its handlers are those of
+    the snapshot type and get the current object.
+    """
     payload = message.payload
     worker = ctx.worker
-    entries = stripe_handlers(worker).for_type(payload.type) or [_unhandled_entry(payload.type)]
     loop = asyncio.get_running_loop()
     # The raw event as sent (not a re-serialised model), with stripeMode normalised.
-    values = {**message.body["payload"], "stripeMode": payload.stripeMode, "stripePayload": "snapshot"}
-    # Off the event loop: the first Stripe message of a process pays for `import stripe`.
-    event = await loop.run_in_executor(worker.executor, build_event, values)
+    values = {**message.body["payload"], "stripeMode": payload.stripeMode}
+    if payload.thin:
+        from letsgo_stripe.thin import build_thin_event
+
+        event = await loop.run_in_executor(worker.executor, build_thin_event, values, payload.stripeMode, worker)
+    else:
+        # Off the event loop: the first Stripe message of a process pays for `import stripe`.
+        event = await loop.run_in_executor(worker.executor, build_event, {**values, "stripePayload": "snapshot"})
+    entries = stripe_handlers(worker).for_type(event.type) or [_unhandled_entry(event.type)]
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
     expires_in = in_progress_seconds(ctx)
     dedupe_id = payload.snapshot_event or payload.id

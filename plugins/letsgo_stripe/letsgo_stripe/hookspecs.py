@@ -44,7 +44,10 @@ def letsgo_stripe_handlers(register: RegisterStripeHandler) -> None:
         or ``async def`` called as ``handler(event, ctx)``: ``event`` is the
         Stripe event as a ``stripe.Event`` (attribute access, ``to_dict()``;
         ``event.data.object`` is the invoice, subscription...; LetsGo's
-        ``event.stripeMode`` is ``"LIVE"`` or ``"TEST"``) and ``ctx`` is the
+        ``event.stripeMode`` is ``"LIVE"`` or ``"TEST"``, and
+        ``event.stripePayload`` ``"snapshot"`` or ``"thin"``: a thin event's
+        object was fetched from Stripe's API, and ``v1.invoice.paid`` runs the
+        ``invoice.paid`` handlers) and ``ctx`` is the
         :class:`host.MessageContext` of the ``letsgo:stripe`` message.
         Returning means success; raising fails the message, which is
         retried. Several handlers may be registered for one type, by one or

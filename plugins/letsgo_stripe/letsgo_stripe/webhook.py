@@ -3,8 +3,12 @@
 The ``Stripe-Signature`` header is verified over the raw body with the test
 secret, then the live secret (``LETSGO_STRIPE_TEST_WEBHOOK_KEY``,
 ``LETSGO_STRIPE_LIVE_WEBHOOK_KEY``); the secret that matches decides
-``stripeMode``, as LetsGo's API does. Only a verified event is enqueued, and
-the answer is 200 only once it is stored, so Stripe retries anything else.
+``stripeMode``, as LetsGo's API does. Snapshot events and thin event
+notifications (``"object": "v2.core.event"``, from a thin event destination
+or ``stripe listen --thin-events``) are both accepted; a thin one's event and
+object are fetched when the message is handled. Only a verified event is
+enqueued, and the answer is 200 only once it is stored, so Stripe retries
+anything else.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from host import Setting, optional
-from letsgo_stripe.events import MESSAGE_TYPE, StripeMode
+from letsgo_stripe.events import MESSAGE_TYPE, THIN_EVENT_OBJECT, StripeMode
 
 if TYPE_CHECKING:
     from host import Request, Response, Settings
@@ -100,19 +104,17 @@ def verify_signature(body: bytes, header: str | None, secrets: WebhookSecrets) -
 
 
 def parse_event(body: bytes) -> dict[str, Any]:
-    """The verified body as a Stripe event dict; raise :class:`WebhookRejected` if it is not one."""
+    """The verified body as a Stripe event (snapshot or thin) dict; raise :class:`WebhookRejected` if it is not one."""
     try:
         event = json.loads(body)
     except ValueError as error:
         raise WebhookRejected(400, f"request body is not valid JSON: {error}") from None
     if not isinstance(event, dict):
         raise WebhookRejected(400, "request body is not a Stripe event object")
-    if event.get("object") == "v2.core.event":
-        raise WebhookRejected(
-            400, "thin events (v2.core.event) are not supported; give the event destination a snapshot payload"
-        )
     missing = [name for name in ("id", "type") if not isinstance(event.get(name), str) or not event.get(name)]
-    if not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"), dict):
+    # A thin event notification carries no data: the worker fetches its event and object.
+    thin = event.get("object") == THIN_EVENT_OBJECT
+    if not thin and (not isinstance(event.get("data"), dict) or not isinstance(event["data"].get("object"), dict)):
         missing.append("data.object")
     if missing:
         raise WebhookRejected(400, f"request body is not a Stripe event: missing {', '.join(missing)}")
