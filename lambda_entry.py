@@ -7,6 +7,13 @@ SDKs only when a message needs them.
 import os
 
 from host.aws.events import handle_event
+from host.core.worker import use_entry_point_cache
+
+#: The plugins' entry points, frozen when the image is built (``letsgo-worker plugins --freeze``,
+#: see the Dockerfile): the first invocation reads them here instead of scanning every installed
+#: distribution, and scans as before when the file is missing or no longer matches what is installed.
+ENTRY_POINTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "letsgo-worker-entry-points.json")
+use_entry_point_cache(ENTRY_POINTS_FILE)
 
 if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     # In a Lambda execution environment: the worker's logs become JSON lines on

@@ -1,8 +1,9 @@
 """One cold start: a new interpreter imports a handler module, handles one batch and exits.
 
-``python bench/cold_child.py SUBJECT EVENT.json`` where SUBJECT is ``letsgo``
-(``lambda_entry``, with entry-point discovery of the installed plugins),
-``limit`` or ``peer``. Prints one JSON line: in-process import, plugin discovery
+``python bench/cold_child.py SUBJECT EVENT.json [ENTRY_POINTS.json]`` where SUBJECT
+is ``letsgo`` (``lambda_entry``, reading the plugins' entry points from
+ENTRY_POINTS.json as in the image the Dockerfile builds, or, without it,
+scanning the installed distributions), ``limit`` or ``peer``. Prints one JSON line: in-process import, plugin discovery
 (letsgo) and first-batch times and the batch's failures (so a broken subject cannot look fast).
 """
 
@@ -37,7 +38,10 @@ def main() -> None:
     imported = time.perf_counter()
     if subject == "letsgo":
         # The first invocation would do this itself; timed apart to show where the time goes.
-        from host.core.worker import get_worker
+        from host.core.worker import get_worker, use_entry_point_cache
+
+        # In the image the file sits beside lambda_entry.py; here it is the one the bench froze.
+        use_entry_point_cache(sys.argv[3] if len(sys.argv) > 3 else None)
 
         get_worker()
     discovered = time.perf_counter()

@@ -1,8 +1,10 @@
 """Scenario 1, cold start: a new process imports the handler, handles one 10-record batch, exits.
 
-Subjects, alternating round by round: ``letsgo`` (``lambda_entry`` with
-entry-point discovery of every installed plugin), ``limit`` (json + one
-pydantic model + dict dispatch) and ``peer`` (Powertools BatchProcessor).
+Subjects, alternating round by round: ``letsgo`` (``lambda_entry`` as the
+Dockerfile builds it: the plugins' entry points read from the file that
+``letsgo-worker plugins --freeze`` wrote), ``letsgo-scan`` (the same without the
+file: every installed distribution scanned; a reference, no target), ``limit``
+(json + one pydantic model + dict dispatch) and ``peer`` (Powertools BatchProcessor).
 Wall time is measured by the parent from spawn to exit; peak RSS comes from
 ``wait4`` for that very child.
 """
@@ -27,13 +29,25 @@ from bench.common import (
     rotated,
 )
 
-SUBJECTS = ["letsgo", "limit", "peer"]
+SUBJECTS = ["letsgo", "letsgo-scan", "limit", "peer"]
 ROUNDS = {"full": 30, "quick": 8, "tiny": 1}
+#: The frozen entry points, written beside the event file as the Dockerfile writes them beside lambda_entry.py.
+ENTRY_POINTS_FILE = "letsgo-worker-entry-points.json"
+
+
+def freeze_entry_points(path: Path, env: dict[str, str]) -> None:
+    """``letsgo-worker plugins --freeze`` in the children's layout (``python -S``, packages on PYTHONPATH)."""
+    code = "import sys; from host.cli import main; sys.exit(main(sys.argv[1:]))"
+    subprocess.run([python_exe(), "-S", "-c", code, "plugins", "--freeze", str(path)], env=env, check=True,
+                   capture_output=True)
 
 
 def spawn(subject: str, event_path: Path, env: dict[str, str], *, importtime: bool = False) -> dict:
     """Run one cold start; return the child's own report plus wall ms, peak RSS and stderr."""
-    argv = [python_exe(), "-S"] + (["-X", "importtime"] if importtime else []) + [str(BENCH / "cold_child.py"), subject, str(event_path)]
+    argv = [python_exe(), "-S"] + (["-X", "importtime"] if importtime else []) + [str(BENCH / "cold_child.py")]
+    argv += ["letsgo", str(event_path)] if subject == "letsgo-scan" else [subject, str(event_path)]
+    if subject == "letsgo":
+        argv.append(str(event_path.with_name(ENTRY_POINTS_FILE)))
     started = time.perf_counter()
     child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # Read both pipes to the end before reaping, then wait4 gives this child's own rusage.
@@ -88,6 +102,7 @@ def run(mode: str) -> Result:
         event_path = directory / "event.json"
         event_path.write_text(json.dumps(order_event(0)))
         env = lambda_like_environ()
+        freeze_entry_points(directory / ENTRY_POINTS_FILE, env)
         for subject in SUBJECTS:  # warm the page cache and bytecode caches; not measured
             spawn(subject, event_path, env)
         for round_ in range(rounds):
@@ -107,6 +122,8 @@ def run(mode: str) -> Result:
     result.measure("in-process: import lambda_entry", "letsgo", medians["letsgo"]["import"], "ms")
     result.measure("in-process: plugin discovery + registration", "letsgo", medians["letsgo"]["discovery"], "ms")
     result.measure("in-process: first batch", "letsgo", medians["letsgo"]["first_batch"], "ms")
+    result.measure("in-process: plugin discovery + registration", "letsgo-scan", medians["letsgo-scan"]["discovery"], "ms",
+                   "reference, no target")
     for subject in ("limit", "peer"):
         result.measure("in-process: import handler module", subject, medians[subject]["import"], "ms")
         result.measure("in-process: first batch", subject, medians[subject]["first_batch"], "ms")

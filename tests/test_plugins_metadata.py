@@ -7,7 +7,7 @@ from importlib.metadata import distributions
 
 import pytest
 
-from host.core.plugins import _name_and_version
+from host.core.plugins import name_and_version as _name_and_version
 
 
 def test_every_installed_distribution_gets_the_name_and_version_importlib_metadata_gives():

@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = commands.add_parser("plugins", help="list loaded plugins")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument(
+        "--freeze", metavar="FILE", nargs="?", const="",
+        help="write the installed plugins' entry points to FILE for the cold starts of an image (default: "
+        "beside lambda_entry.py, where the Lambda entry point reads them; see the Dockerfile)",
+    )
     plugins.set_defaults(run=cli_plugins)
 
     types = commands.add_parser("types", help="list registered message types")
@@ -132,13 +137,16 @@ def _started_worker():
 
 
 def cli_plugins(args: argparse.Namespace) -> int:
-    """``letsgo-worker plugins [--json]``: name, distribution, version, hooks, message types, settings.
+    """``letsgo-worker plugins [--json] [--freeze FILE]``: name, distribution, version, hooks, message types, settings.
 
     A plugin that failed to load is listed too, with ``loaded`` false and its
     problems, so scripts reading the JSON see it as well as people reading stderr.
     Each setting a plugin declared is shown with its value as configured; a
-    secret's only as ``<secret>``.
+    secret's only as ``<secret>``. ``--freeze FILE`` writes the entry-point
+    cache instead (:mod:`host.core.entry_point_cache`), loading no plugin.
     """
+    if args.freeze is not None:
+        return _freeze(args.freeze)
     worker = _started_worker()
     problems: dict[str, list[str]] = {}
     for problem in worker.problems:
@@ -190,6 +198,24 @@ def _setting_row(settings: Settings, setting: Setting) -> dict[str, Any]:
         "secret": setting.secret,
         "description": setting.description,
     }
+
+
+def _freeze(path: str) -> int:
+    from host.core.entry_point_cache import freeze
+
+    if not path:
+        import lambda_entry
+
+        path = lambda_entry.ENTRY_POINTS_FILE
+    try:
+        frozen = freeze(path)
+    except (OSError, ValueError) as error:
+        print(f"letsgo-worker: cannot freeze the entry points into {path}: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: {len(frozen)} entry point(s)")
+    for ep in frozen:
+        print(f"  {ep.name} = {ep.value} ({ep.distribution or 'no distribution'} {ep.version or ''})".replace(" )", ")"))
+    return 0
 
 
 def cli_types(args: argparse.Namespace) -> int:

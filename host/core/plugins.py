@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from host import hookspecs
 from host.config import Settings
 from host.errors import PluginLoadError
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
 
 ENTRY_POINT_GROUP = "letsgo_worker"
 PROJECT_NAME = "letsgo_worker"
@@ -48,11 +51,39 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
-    dist = ep.dist
-    if dist is None:
-        return None, None
-    return _name_and_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO")) or (
+@dataclass(frozen=True)
+class PluginEntryPoint:
+    """One ``letsgo_worker`` entry point: its name, the object it names, and the distribution it comes from."""
+
+    name: str
+    value: str  # "module" or "module:attribute", as in entry_points.txt
+    distribution: str | None
+    version: str | None
+
+    def load(self) -> Any:
+        """Import the object :attr:`value` names, as ``importlib.metadata.EntryPoint.load`` does."""
+        reference = self.value.split("[", 1)[0]  # extras, if any, do not change what is imported
+        module_name, _, attribute = reference.partition(":")
+        found: Any = importlib.import_module(module_name.strip())
+        for part in attribute.strip().split(".") if attribute.strip() else ():
+            found = getattr(found, part)
+        return found
+
+
+def scan_entry_points() -> list[PluginEntryPoint]:
+    """Every installed ``letsgo_worker`` entry point, read from the distributions' metadata."""
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        distribution, version = distribution_name_and_version(ep.dist) if ep.dist is not None else (None, None)
+        found.append(PluginEntryPoint(ep.name, ep.value, distribution, version))
+    return found
+
+
+def distribution_name_and_version(dist: Distribution) -> tuple[str, str]:
+    """The ``Name`` and ``Version`` of an installed distribution."""
+    return name_and_version(dist.read_text("METADATA") or dist.read_text("PKG-INFO")) or (
         dist.metadata["Name"], dist.version
     )
 
@@ -61,7 +92,7 @@ def _distribution(ep: EntryPoint) -> tuple[str | None, str | None]:
 _SIMPLE_HEADER = re.compile(r"(name|version):[ \t]*([\x21-\x7e][\x20-\x7e]*)", re.IGNORECASE)
 
 
-def _name_and_version(text: str | None) -> tuple[str, str] | None:
+def name_and_version(text: str | None) -> tuple[str, str] | None:
     """``Name`` and ``Version`` read from metadata ``text`` without the email parser (a cold start pays for it).
 
     None when they are not both plain one-line headers before anything
@@ -91,20 +122,29 @@ def _selected(name: str, builtin: bool, settings: Settings) -> bool:
 
 
 def load_entry_point_plugins(
-    pm: pluggy.PluginManager, settings: Settings
+    pm: pluggy.PluginManager, settings: Settings, cache_file: str | None = None
 ) -> tuple[list[PluginInfo], list[PluginProblem]]:
     """Import and register every selected plugin; return what loaded and what went wrong.
 
     Each entry point is imported on its own, so one broken plugin is reported by
     name (entry point, distribution, error) and skipped while the rest work. With
     ``LETSGO_WORKER_STRICT_PLUGINS=1`` a failed import raises
-    :class:`PluginLoadError` instead.
+    :class:`PluginLoadError` instead. With ``cache_file`` (written by
+    ``letsgo-worker plugins --freeze``) the entry points come from that file
+    while it matches what is installed, and from a scan otherwise.
     """
+    found = None
+    if cache_file is not None:
+        from host.core import entry_point_cache
+
+        found = entry_point_cache.read(cache_file)
+    if found is None:
+        found = scan_entry_points()
     loaded: list[PluginInfo] = []
     problems: list[PluginProblem] = []
     seen: dict[str, str | None] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        distribution, version = _distribution(ep)
+    for ep in found:
+        distribution, version = ep.distribution, ep.version
         if ep.name in seen:
             if seen[ep.name] != distribution:
                 problems.append(

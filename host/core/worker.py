@@ -47,6 +47,7 @@ class Worker:
         *,
         plugins: Iterable[Any] = (),
         load_entry_points: bool = True,
+        entry_points_file: str | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings.from_env()
         self.pm = new_plugin_manager()
@@ -57,6 +58,8 @@ class Worker:
         self.plugin_settings: dict[str, list[Setting]] = {}
         self._extra_plugins = list(plugins)
         self._load_entry_points = load_entry_points
+        #: Written by ``letsgo-worker plugins --freeze``: read instead of scanning while it is current.
+        self.entry_points_file = entry_points_file
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self.started = False
@@ -75,7 +78,7 @@ class Worker:
         if self.settings.trace_plugins:
             self._trace_hooks()
         if self._load_entry_points:
-            self.plugins, self.problems = load_entry_point_plugins(self.pm, self.settings)
+            self.plugins, self.problems = load_entry_point_plugins(self.pm, self.settings, self.entry_points_file)
         for index, plugin in enumerate(self._extra_plugins):
             name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
             self.pm.register(plugin, name=name)
@@ -269,6 +272,17 @@ class Worker:
 
 _worker: Worker | None = None
 _worker_lock = threading.Lock()
+_entry_points_file: str | None = None
+
+
+def use_entry_point_cache(path: str | None) -> None:
+    """Have :func:`get_worker` read the plugins' entry points from ``path`` while it is current.
+
+    ``path`` is written by ``letsgo-worker plugins --freeze`` when an image is
+    built; a missing or stale file means a scan, as without it. None: scan.
+    """
+    global _entry_points_file
+    _entry_points_file = path
 
 
 def get_worker() -> Worker:
@@ -278,7 +292,7 @@ def get_worker() -> Worker:
         with _worker_lock:
             if _worker is None:
                 load_dotenv_file()
-                _worker = Worker().start()
+                _worker = Worker(entry_points_file=_entry_points_file).start()
     return _worker
 
 
