@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -28,9 +30,11 @@ class Ledger:
 
     def __init__(self):
         self.payments: list[str] = []
+        self.delay = 0.0  # seconds each payment takes to record
 
     def record(self, event, ctx):
         self.payments.append(event.id)
+        time.sleep(self.delay)
 
     @hookimpl
     def letsgo_stripe_handlers(self, register):
@@ -69,3 +73,29 @@ def test_duplicates_across_and_within_batches_run_once(dynamo_worker, notificati
     assert first.response() == second.response() == {"batchItemFailures": []}
     assert ledger.payments == [event["id"]]
     assert len(notifications.texts) == 1
+
+
+def test_concurrent_deliveries_from_many_threads_run_each_handler_once(dynamo_worker):
+    """Stripe resends and SQS redeliveries of 5 events, 4 deliveries each, from 8 threads at once.
+
+    The requests reach moto concurrently; its server applies them one at a time, as DynamoDB
+    applies the conditional writes to one item (moto's threaded server does not: under it two
+    conditional puts of one item can both succeed).
+    """
+    worker, ledger = dynamo_worker
+    ledger.delay = 0.02  # long enough for the duplicates to arrive while it runs
+    events = []
+    for _ in range(5):
+        event = json.loads((FIXTURES / "invoice.paid.json").read_text())
+        event["id"] = f"evt_{uuid.uuid4().hex}"
+        events.append(event)
+    deliveries = [(event, 1 + n % 3) for event in events for n in range(4)]
+
+    def deliver(delivery):
+        event, receive_count = delivery
+        return process_sqs_event(worker, sqs_event(stripe_message(event), receive_count=receive_count)).response()
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(deliver, deliveries))
+    assert all(response == {"batchItemFailures": []} for response in responses)
+    assert sorted(ledger.payments) == sorted(event["id"] for event in events)
