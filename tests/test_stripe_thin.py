@@ -225,3 +225,11 @@ def test_fresh_fetches_the_current_object_of_a_snapshot_event(make_worker, notif
     assert run_batch(worker, stripe_message(snapshot_event(), mode="LIVE")).response() == {"batchItemFailures": []}
     assert now == [("async", 2000, 4250), ("def", 2000, 4250)]  # the snapshot said 2000, the API says 4250 now
     assert stripe_api.requests == [("GET", "/v1/invoices/in_000000000000000000000000", LIVE_KEY)] * 2
+
+
+def test_a_thin_event_nobody_handles_is_acknowledged_without_fetching(make_worker, notifications, stripe_api):
+    worker = make_worker(plugins=[notifications], env={"LETSGO_WORKER_PLUGINS": "letsgo_stripe"})  # no API key either
+    created = thin_notification("v1.customer.created", {"object": "customer", "id": "cus_1"})
+    assert run_batch(worker, stripe_message(created)).response() == {"batchItemFailures": []}
+    assert notifications.texts == [":credit_card: [TEST] Worker received an unhandled Stripe event: customer.created"]
+    assert stripe_api.requests == []

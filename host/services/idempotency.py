@@ -320,7 +320,8 @@ class DynamoIdempotencyStore:
         _check_key(key)
         expires_at = None if ttl_seconds is None else math.ceil(self.clock() + ttl_seconds)
         try:
-            self.client.put_item(TableName=self.table, Item=_item(IdempotencyRecord(key, COMPLETED, expires_at, None, token)))
+            record = IdempotencyRecord(key, COMPLETED, expires_at, None, token)
+            self.client.put_item(TableName=self.table, Item=_item(record))
         except Exception as error:
             raise self._error("complete", key, error) from error
 

@@ -62,7 +62,9 @@ def retrieve(worker: Worker, mode: str, url: str, *, context: str | None = None)
         response = sdk.raw_request("get", url, stripe_context=context)
         return sdk.deserialize(response, api_mode=get_api_mode(url))
     except Exception as error:
-        raise StripeApiError(f"could not fetch {url} from Stripe's API ({mode} mode): {type(error).__name__}: {error}") from error
+        raise StripeApiError(
+            f"could not fetch {url} from Stripe's API ({mode} mode): {type(error).__name__}: {error}"
+        ) from error
 
 
 def object_url(obj: Any) -> str:

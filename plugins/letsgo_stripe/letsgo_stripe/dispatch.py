@@ -129,14 +129,22 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
     loop = asyncio.get_running_loop()
     # The raw event as sent (not a re-serialised model), with stripeMode normalised.
     values = {**message.body["payload"], "stripeMode": payload.stripeMode}
+    event_type = payload.type
     if payload.thin:
-        from letsgo_stripe.thin import build_thin_event
+        from letsgo_stripe.thin import build_thin_event, handler_type
 
+        event_type = handler_type(payload.type)
+    entries = stripe_handlers(worker).for_type(event_type)
+    if payload.thin and entries:
         event = await loop.run_in_executor(worker.executor, build_thin_event, values, payload.stripeMode, worker)
     else:
+        # A thin event nobody handles is acknowledged without fetching anything.
+        kind: dict[str, Any] = {"stripePayload": "snapshot"}
+        if payload.thin:
+            kind = {"type": event_type, "data": {"object": {}}, "stripePayload": "thin"}
         # Off the event loop: the first Stripe message of a process pays for `import stripe`.
-        event = await loop.run_in_executor(worker.executor, build_event, {**values, "stripePayload": "snapshot"})
-    entries = stripe_handlers(worker).for_type(event.type) or [_unhandled_entry(event.type)]
+        event = await loop.run_in_executor(worker.executor, build_event, {**values, **kind})
+    entries = entries or [_unhandled_entry(event_type)]
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
     expires_in = in_progress_seconds(ctx)
     dedupe_id = payload.snapshot_event or payload.id

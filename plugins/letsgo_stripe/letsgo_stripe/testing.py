@@ -110,7 +110,8 @@ class FakeStripeApi:
                 path = self.path.split("?", 1)[0]
                 fake.requests.append(("GET", path, key))
                 if key is None:
-                    self._answer(401, {"error": {"type": "invalid_request_error", "message": "You did not provide an API key."}})
+                    error = {"type": "invalid_request_error", "message": "You did not provide an API key."}
+                    self._answer(401, {"error": error})
                 elif path in fake.objects:
                     self._answer(200, fake.objects[path])
                 else:
