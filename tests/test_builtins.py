@@ -293,7 +293,21 @@ def test_without_a_sink_the_notification_text_is_not_built(make_worker, monkeypa
     assert not worker.notifies
     result = run_batch(worker, {"type": type_, "payload": PAYLOADS[type_]})
     assert result.response() == {"batchItemFailures": []}, [o.reason for o in result.outcomes]
-    assert [r.name for r in caplog.records if r.name.startswith("letsgo.plugin.")] == ["letsgo.plugin.letsgo_builtins"]
+    assert [r.name for r in caplog.records if r.name.startswith("letsgo.plugin.")] == []  # a success: DEBUG only
+
+
+@pytest.mark.parametrize("type_", sorted(TEXTS))
+def test_a_handled_builtin_message_logs_its_line_at_debug_only(make_worker, caplog, type_):
+    worker = make_worker(env={})
+    caplog.set_level(logging.INFO, "letsgo")
+    run_batch(worker, {"type": type_, "payload": PAYLOADS[type_]})
+    assert [r for r in caplog.records if r.name == "letsgo.plugin.letsgo_builtins"] == []
+    assert [r.getMessage()[:12] for r in caplog.records if r.name == "letsgo.batch"] == ["batch of 1: "]
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, "letsgo")
+    run_batch(worker, {"type": type_, "payload": PAYLOADS[type_]})
+    (line,) = [r for r in caplog.records if r.name == "letsgo.plugin.letsgo_builtins"]
+    assert line.levelno == logging.DEBUG and line.message_type == type_
 
 
 def test_without_a_sink_the_debug_log_still_shows_the_text(make_worker, caplog):
