@@ -74,7 +74,7 @@ def anyone_to_tell(pm: pluggy.PluginManager) -> bool:
     With neither, a notification's text would be built for nobody; callers
     whose text costs something to build check this first.
     """
-    return bool(_sinks(pm)) or logger.isEnabledFor(logging.DEBUG)
+    return bool(pm.hook.letsgo_notify.get_hookimpls()) or logger.isEnabledFor(logging.DEBUG)
 
 
 def _no_sink(notification: Notification) -> None:
