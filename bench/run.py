@@ -30,6 +30,7 @@ from bench.servers import node_exe
 SCENARIOS = [
     ("cold_start", (240, 60, 60)),
     ("warm_throughput", (240, 60, 60)),
+    ("warm_contact", (120, 40, 30)),
     ("io_batches", (120, 40, 30)),
     ("ingestion", (300, 60, 60)),
     ("end_to_end", (180, 60, 60)),
@@ -191,7 +192,8 @@ def render(results: list[dict], info: dict[str, str], command: str, mode: str, n
         "(`json.loads` + one pydantic model + a dict of handlers, `bench/limit_handler.py`); **peer** is what a "
         "Python team writes instead (AWS Lambda Powertools `BatchProcessor` with a pydantic record model, "
         "`bench/peer_handler.py`); **node** is the original LetsGo worker's local server doing its per-request work "
-        "on Node's http module, storing nothing (`bench/reference_server.js`). Message mix: `OrderNew` from "
+        "on Node's http module, storing nothing (`bench/reference_server.js`), and in scenario 2b the original's Lambda "
+        "handler for `letsgo:contact` with Slack unset (`bench/reference_handler.js`). Message mix: `OrderNew` from "
         "example-orders, 10-record batches, with letsgo-stripe, letsgo-slack and example-orders installed; the "
         "local ingestion posts `letsgo:contact` as LetsGo's queue client sends it.",
         "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ SCENARIOS = {
     "cold_start": ("1", {"wall vs limit", "wall vs peer", "peak RSS vs limit"}),
     "warm_throughput": ("2", {"throughput vs peer", "throughput vs limit", "throughput vs peer (1 in 10 invalid)",
                               "throughput vs limit (1 in 10 invalid)"}),
+    "warm_contact": ("2b", {"contact throughput vs Node reference (aim 1.5x)"}),
     "io_batches": ("3", {"async handlers: 10-message batch vs 1 message", "sync handlers: 10-message batch vs 1 message"}),
     "ingestion": ("4", {"durable intake p50 latency, 1 connection", NODE_TARGET}),
     "end_to_end": ("5", {"end-to-end throughput"}),
@@ -163,3 +165,27 @@ def test_the_subjects_do_the_same_work():
     for handler in (limit_handler.handler, peer_handler.handler):
         assert handler(valid, LambdaContext()) == {"batchItemFailures": []}
         assert handler(mixed, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": mixed["Records"][9]["messageId"]}]}
+
+
+def test_the_node_reference_handler_does_letsgos_work_for_a_contact_batch():
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.common import CONTACT_PAYLOAD, sqs_record, typed_event
+    finally:
+        sys.path.remove(str(ROOT))
+    event = typed_event("letsgo:contact", [CONTACT_PAYLOAD, CONTACT_PAYLOAD])
+    event["Records"].append(sqs_record("{not json", message_id="m-bad"))
+    script = (
+        "const { handler } = require(process.argv[1]);"
+        "handler(JSON.parse(process.argv[2]), {}).then((r) => console.log(JSON.stringify(r)));"
+    )
+    done = subprocess.run(
+        [NODE or "node", "-e", script, str(ROOT / "bench" / "reference_handler.js"), json.dumps(event)],
+        capture_output=True, text=True, timeout=30, env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "WORKER RECEIVED 3 MESSAGES"
+    assert sum(line.startswith("CONTACT FORM SUBMISSION {") for line in lines) == 2
+    assert lines[-2] == "WORKER RESPONSE: 2 SUCCESS, 1 FAILURE"
+    assert json.loads(lines[-1]) == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
