@@ -379,7 +379,7 @@ def test_a_secret_plugin_setting_never_shows(make_worker, caplog):
 
 def test_the_installed_plugins_declare_their_own_settings(make_worker):
     from letsgo_slack import SLACK_TIMEOUT, SLACK_URL
-    from letsgo_stripe.api import LIVE_API_KEY, TEST_API_KEY
+    from letsgo_stripe.api import API_BASE, LIVE_API_KEY, TEST_API_KEY
     from letsgo_stripe.dispatch import IN_PROGRESS_SECONDS
     from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
 
@@ -388,7 +388,7 @@ def test_the_installed_plugins_declare_their_own_settings(make_worker):
     worker = make_worker(env={"LETSGO_SLACK_TIMEOUT_SECONDS": "3"})
     assert worker.plugin_settings["letsgo_slack"] == [SLACK_URL, SLACK_TIMEOUT]
     assert worker.plugin_settings["letsgo_stripe"] == [
-        TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, IN_PROGRESS_SECONDS
+        TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, API_BASE, IN_PROGRESS_SECONDS
     ]
     assert worker.settings.get(SLACK_TIMEOUT) == 3.0 and worker.settings.get(SLACK_URL) is None
     assert SLACK_URL.secret and TEST_WEBHOOK_KEY.secret and LIVE_WEBHOOK_KEY.secret and not SLACK_TIMEOUT.secret

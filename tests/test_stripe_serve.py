@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from host.testing import write_distribution
-from letsgo_stripe.testing import signature_header
+from letsgo_stripe.testing import FakeStripeApi, signature_header, thin_notification
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "plugins" / "letsgo_stripe" / "tests" / "fixtures" / "stripe"
@@ -39,6 +40,13 @@ def letsgo_notify(notification):
 @pytest.fixture
 def server(tmp_path):
     """A ``python server.py`` subprocess on a free port, with a file-backed notification sink."""
+    with running_server(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_server(tmp_path, **extra_env: str):
+    """Run ``server.py`` with the Stripe secrets and ``extra_env``; yield its URL, notifications file and log."""
     site = tmp_path / "site"
     write_distribution(site, "stripe-e2e-sink", "stripe_e2e_sink", SINK)
     notifications = tmp_path / "notifications.jsonl"
@@ -49,6 +57,7 @@ def server(tmp_path):
         LETSGO_STRIPE_TEST_WEBHOOK_KEY=TEST_SECRET,
         LETSGO_STRIPE_LIVE_WEBHOOK_KEY=LIVE_SECRET,
         STRIPE_E2E_NOTIFICATIONS=str(notifications),
+        **extra_env,
     )
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "server.py"), "--port", "0", "--db", str(tmp_path / "worker.db")],
@@ -149,3 +158,27 @@ def test_stripe_listen_style_delivery_to_a_real_server(server):
     assert health["queue"]["dead_letters"] == 0
     logged = "".join(log)
     assert TEST_SECRET not in logged and LIVE_SECRET not in logged
+
+
+def test_a_thin_event_through_stripe_listen_style_delivery_is_fetched_and_handled(tmp_path):
+    """``stripe listen --thin-events ... --forward-thin-to``: the server fetches the event and invoice from the API."""
+    invoice = json.loads((FIXTURES / "invoice.paid.with-subscription.2020-03-02.json").read_text())["data"]["object"]
+    invoice = {**invoice, "amount_paid": 1999}  # what the API says now
+    with FakeStripeApi() as api:
+        api.put(invoice)
+        thin = thin_notification("v1.invoice.paid", invoice)
+        api.put_thin_event(thin)
+        env = {"LETSGO_STRIPE_API_BASE": api.url, "LETSGO_STRIPE_TEST_API_KEY": "sk_test_e2e_0a1b2c3d"}
+        with running_server(tmp_path, **env) as (url, notifications, log):
+            body = json.dumps(thin, indent=2).encode()
+            status, answer = post(f"{url}/stripe/webhook", body, {"Stripe-Signature": signature_header(body, TEST_SECRET)})
+            assert (status, answer["stripeMode"]) == (200, "TEST")
+            assert wait_for(notifications, 1, log) == [
+                ":boom::moneybag: [TEST] You've got paid *USD 19.99*\n*Subscription Id:* sub_JsuPyCPhXWfZar\n*Tenant Id:* unknown"
+            ]
+            # Resent: deduplicated by event id, fetched no more than it needs.
+            assert post(f"{url}/stripe/webhook", body, {"Stripe-Signature": signature_header(body, TEST_SECRET)})[0] == 200
+            wait_until_drained(url, log)
+            assert len(wait_for(notifications, 1, log)) == 1
+    assert ("GET", f"/v2/core/events/{thin['id']}", "sk_test_e2e_0a1b2c3d") in api.requests
+    assert ("GET", f"/v1/invoices/{invoice['id']}", "sk_test_e2e_0a1b2c3d") in api.requests

@@ -38,10 +38,10 @@ def letsgo_add_hookspecs(pluginmanager):
 @hookimpl
 def letsgo_register_settings(register):
     """Declare the webhook signing secrets, the API keys and how long a running handler holds off duplicates."""
-    from letsgo_stripe.api import LIVE_API_KEY, TEST_API_KEY
+    from letsgo_stripe.api import API_BASE, LIVE_API_KEY, TEST_API_KEY
     from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
 
-    for setting in (TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, dispatch.IN_PROGRESS_SECONDS):
+    for setting in (TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, API_BASE, dispatch.IN_PROGRESS_SECONDS):
         register(setting)
 
 

@@ -2,8 +2,9 @@
 
 Calls use the secret key of the event's mode (``LETSGO_STRIPE_TEST_API_KEY``
 or ``LETSGO_STRIPE_LIVE_API_KEY``; a restricted key with read access to
-events and the objects you handle is enough) and go to ``stripe.api_base``,
-so a test can point the SDK at a stand-in for Stripe's API.
+events and the objects you handle is enough) and go to ``stripe.api_base``
+or ``LETSGO_STRIPE_API_BASE``, so a test can point the SDK at a stand-in for
+Stripe's API.
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ LIVE_API_KEY = Setting(
 )
 
 
+#: Where Stripe's API is: a stand-in such as stripe-mock in development and tests.
+API_BASE = Setting(
+    "LETSGO_STRIPE_API_BASE", None, optional,
+    "Base URL of Stripe's API for those fetches (stripe-mock, a test stand-in); unset: the stripe SDK's.",
+)
+
+
 class StripeApiError(WorkerError):
     """Stripe's API could not be called for an event (no key, or the call failed); the message is retried."""
 
@@ -46,11 +54,12 @@ def api_key(worker: Worker, mode: str) -> str:
 
 
 def client(worker: Worker, mode: str) -> stripe.StripeClient:
-    """A ``StripeClient`` with the key of ``mode``, talking to ``stripe.api_base``."""
+    """A ``StripeClient`` with the key of ``mode``, talking to ``LETSGO_STRIPE_API_BASE`` or ``stripe.api_base``."""
     import stripe
 
-    # StripeClient defaults to Stripe's own address; the module setting is where tests point the SDK.
-    return stripe.StripeClient(api_key(worker, mode), base_addresses={"api": stripe.api_base})
+    # StripeClient defaults to Stripe's own address, not to the module setting that tests and apps may change.
+    base = worker.settings.get(API_BASE) or stripe.api_base
+    return stripe.StripeClient(api_key(worker, mode), base_addresses={"api": base})
 
 
 def retrieve(worker: Worker, mode: str, url: str, *, context: str | None = None) -> Any:
