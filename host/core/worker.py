@@ -6,7 +6,6 @@ import logging
 import re
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -26,6 +25,8 @@ from host.core.plugins import (
 from host.core.registry import Registry
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from host.services.enqueue import Enqueuer
 
 logger = logging.getLogger("letsgo.worker")
@@ -214,10 +215,16 @@ class Worker:
 
     @property
     def executor(self) -> ThreadPoolExecutor:
-        """The bounded thread pool that runs sync handlers (``LETSGO_WORKER_THREADS``)."""
+        """The bounded thread pool that runs sync handlers (``LETSGO_WORKER_THREADS``), made on first use.
+
+        A batch whose handlers are all ``async def`` and that notifies no sink
+        never needs it, so neither the pool nor its module is loaded before.
+        """
         if self._executor is None:
             with self._executor_lock:
                 if self._executor is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
                     self._executor = ThreadPoolExecutor(
                         max_workers=self.settings.thread_pool_size, thread_name_prefix="letsgo-handler"
                     )
