@@ -23,6 +23,7 @@ A thin event and its snapshot twin share the snapshot event's id
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import weakref
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from host import Setting, WorkerError, seconds
 from letsgo_stripe.events import StripeEventPayload
 from letsgo_stripe.handlers import HandlerEntry, StripeHandlers, collect_handlers
+from letsgo_stripe.thin import handler_type as thin_handler_type
 
 if TYPE_CHECKING:
     import stripe
@@ -127,36 +129,24 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
     payload = message.payload
     worker = ctx.worker
     loop = asyncio.get_running_loop()
+    event_type = thin_handler_type(payload.type) if payload.thin else payload.type
+    entries = stripe_handlers(worker).for_type(event_type)
     # The raw event as sent (not a re-serialised model), with stripeMode normalised.
     values = {**message.body["payload"], "stripeMode": payload.stripeMode}
-    event_type = payload.type
-    if payload.thin:
-        from letsgo_stripe.thin import build_thin_event, handler_type
-
-        event_type = handler_type(payload.type)
-    entries = stripe_handlers(worker).for_type(event_type)
-    if payload.thin and entries:
-        event = await loop.run_in_executor(worker.executor, build_thin_event, values, payload.stripeMode, worker)
-    else:
-        # A thin event nobody handles is acknowledged without fetching anything.
-        kind: dict[str, Any] = {"stripePayload": "snapshot"}
-        if payload.thin:
-            kind = {"type": event_type, "data": {"object": {}}, "stripePayload": "thin"}
-        # Off the event loop: the first Stripe message of a process pays for `import stripe`.
-        event = await loop.run_in_executor(worker.executor, build_event, {**values, **kind})
+    # Off the event loop: the first Stripe message of a process pays for `import stripe`, a thin one for API calls.
+    event = await loop.run_in_executor(worker.executor, _event, values, payload, event_type, bool(entries), worker)
     entries = entries or [_unhandled_entry(event_type)]
     store = await loop.run_in_executor(worker.executor, idempotency_store, worker)
     expires_in = in_progress_seconds(ctx)
-    dedupe_id = payload.snapshot_event or payload.id
 
     failures: list[tuple[HandlerEntry, BaseException]] = []
     for entry in entries:
-        key = f"stripe:{dedupe_id}:{entry.name}"
+        # A thin twin shares its snapshot event's id, so a handler runs once for the pair.
+        key = f"stripe:{payload.snapshot_event or payload.id}:{entry.name}"
         begun = None
         if store is not None:
-            begun = await loop.run_in_executor(
-                worker.executor, lambda: store.begin(key, expires_in=expires_in, owner=ctx.message_id)
-            )
+            begin = functools.partial(store.begin, key, expires_in=expires_in, owner=ctx.message_id)
+            begun = await loop.run_in_executor(worker.executor, begin)
             if not begun.started:
                 ctx.logger.info(
                     "Stripe event %s (%s): %s of plugin %r skipped: %s", payload.id, payload.type, entry.name,
@@ -172,12 +162,12 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
             )
             failures.append((entry, error))
             if begun is not None:
-                await loop.run_in_executor(worker.executor, _settle, lambda: store.abandon(key, begun.token), ctx)
+                abandon = functools.partial(store.abandon, key, begun.token)
+                await loop.run_in_executor(worker.executor, _settle, abandon, ctx)
             continue
         if begun is not None:
-            await loop.run_in_executor(
-                worker.executor, _settle, lambda: store.complete(key, begun.token, ttl_seconds=DONE_TTL_SECONDS), ctx
-            )
+            complete = functools.partial(store.complete, key, begun.token, ttl_seconds=DONE_TTL_SECONDS)
+            await loop.run_in_executor(worker.executor, _settle, complete, ctx)
     if failures:
         details = "; ".join(
             f"{entry.name} of plugin {entry.plugin!r}: {type(error).__name__}: {error}" for entry, error in failures
@@ -185,6 +175,18 @@ async def handle_stripe_message(message: Message[StripeEventPayload], ctx: Messa
         raise StripeHandlerError(
             f"{len(failures)} of {len(entries)} handlers of Stripe event {payload.id} ({payload.type}) failed: {details}"
         ) from failures[0][1]
+
+
+def _event(values: dict[str, Any], payload: StripeEventPayload, event_type: str, handled: bool,
+           worker: Worker) -> stripe.Event:
+    """The ``stripe.Event`` handlers get: a snapshot as sent, a thin event fetched (unless nobody handles it)."""
+    if not payload.thin:
+        return build_event({**values, "stripePayload": "snapshot"})
+    if not handled:  # acknowledged with a notification: nothing to fetch, no API key needed
+        return build_event({**values, "type": event_type, "data": {"object": {}}, "stripePayload": "thin"})
+    from letsgo_stripe.thin import build_thin_event
+
+    return build_thin_event(values, payload.stripeMode, worker)
 
 
 def in_progress_seconds(ctx: MessageContext) -> float:
