@@ -264,6 +264,26 @@ def test_sqlite_claims_are_exclusive_across_processes(tmp_path):
     assert sorted(everything) == sorted(f"job-{n}" for n in range(200))
 
 
+BEGINNER = """
+import json, sys
+from host.services.idempotency import SqliteIdempotencyStore
+store = SqliteIdempotencyStore(sys.argv[1])
+started = [key for key in (f"job-{n}" for n in range(200)) if store.begin(key, expires_in=60, owner=sys.argv[2]).started]
+print(json.dumps(started))
+"""
+
+
+def test_sqlite_begins_are_exclusive_across_processes(tmp_path):
+    path = str(tmp_path / "shared.db")
+    processes = [
+        subprocess.Popen([sys.executable, "-c", BEGINNER, path, f"process-{n}"], stdout=subprocess.PIPE, text=True)
+        for n in range(4)
+    ]
+    started = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+    assert all(process.returncode == 0 for process in processes)
+    assert sorted(key for keys in started for key in keys) == sorted(f"job-{n}" for n in range(200))
+
+
 def test_sqlite_claims_survive_a_restart(tmp_path):
     path = str(tmp_path / "nested" / "idempotency.db")
     first = SqliteIdempotencyStore(path)
