@@ -141,7 +141,8 @@ def _host(field: str, variable: str, default: str | None, parse: Callable[[str],
 #: Every variable the worker reads, in the order the README documents them.
 SETTINGS: tuple[Setting, ...] = (
     _host("port", "PORT", "3002", int_between(0, 65535), "Local server port."),
-    _host("host", "LETSGO_WORKER_HOST", "127.0.0.1", text, "Local server bind address."),
+    _host("host", "LETSGO_WORKER_HOST", "127.0.0.1", lambda value: value.strip() or "127.0.0.1",
+          "Local server bind address (empty: as unset, 127.0.0.1; never every interface by accident)."),
     _host("db_path", "LETSGO_WORKER_DB", ".letsgo/worker.db", text, "SQLite file of the local queue."),
     _host("schedule", "LETSGO_WORKER_SCHEDULE", None, optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),
     _host("schedule_timezone", "LETSGO_WORKER_SCHEDULE_TIMEZONE", "UTC", text, "IANA time zone of the schedule."),

@@ -333,3 +333,10 @@ def test_a_request_head_sent_in_time_keeps_its_keep_alive_connection(served, mon
             time.sleep(0.3)  # idle between requests is the keep-alive timeout's business, not the head's
     finally:
         connection.close()
+
+
+def test_a_route_given_a_body_that_is_not_json_answers_400_not_500(served):
+    server, queue, _ = served
+    status, _, body = call(server, "POST", "/echo", body=b"{oops", headers={"Content-Type": "application/json"})
+    assert status == 400 and "request body is not valid JSON" in body["error"], body
+    assert queue.counts()["visible"] == 0

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from host.local.intake import MAX_BODY_BYTES, IntakeError, check_sender, parse_intake
-from host.local.routes import Headers, Request, Response, RouteTable
+from host.local.routes import Headers, Request, RequestError, Response, RouteTable
 
 if TYPE_CHECKING:
     from host.local.queue import LocalQueue
@@ -94,7 +94,8 @@ class LocalApp:
         if path == "/healthz":
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, ["GET"])
-            return Response(200, await asyncio.to_thread(self.health))
+            health = await asyncio.to_thread(self.health)
+            return Response(200 if health.get("status") == "ok" else 503, health)
         return await self.route(self._request(scope, headers, body))
 
     async def intake(self, body: bytes, headers: Headers) -> Response:
@@ -110,7 +111,7 @@ class LocalApp:
             ids = await self.queue.store(messages, delay)
         except Exception as error:
             logger.error("could not store %d message(s)", len(messages), exc_info=error)
-            return Response(503, {"error": f"the local queue could not store the message: {error}"})
+            return Response(503, {"error": f"the local queue could not store the message: {error}"}, {"Retry-After": "1"})
         if len(ids) == 1:
             return Response(201, {"messageId": ids[0], "messageIds": ids})
         return Response(201, {"messageIds": ids})
@@ -125,6 +126,8 @@ class LocalApp:
             return Response(404, {"error": f"no route for {request.method} {request.path}"})
         try:
             response = await asyncio.to_thread(route.handler, request)
+        except RequestError as error:  # request.json() on a body that is not JSON: the client's mistake
+            return Response(400, {"error": str(error)})
         except Exception as error:
             logger.exception("route %s %s of plugin %r failed", route.method, route.path, route.plugin)
             return Response(500, {"error": f"route {route.method} {route.path} of plugin {route.plugin!r} failed: {type(error).__name__}: {error}"})

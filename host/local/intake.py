@@ -98,6 +98,13 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
                 raise IntakeError(400, f"Records[{index}].body is not valid Unicode: {error.reason} at {error.start}") from None
             message_id = record.get("messageId")
             usable = isinstance(message_id, str) and 0 < len(message_id) <= 256
+            if usable:
+                try:
+                    message_id.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    raise IntakeError(
+                        400, f"Records[{index}].messageId is not valid Unicode: {error.reason} at {error.start}"
+                    ) from None
             messages.append((message_id if usable else None, body))
         return messages, delay
     if "type" in value:

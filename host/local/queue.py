@@ -35,6 +35,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -43,6 +44,7 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
+from host.local.dead_letters import move_to_dead_letters, redrive_rows
 from host.local.schema import SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
@@ -59,6 +61,10 @@ T = TypeVar("T")
 #: A receive that waits looks at the database at least this often, so that messages
 #: written by another process (the intake of ``serve --workers``, ``dlq redrive``) are noticed.
 POLL_SECONDS = 0.05
+
+#: How long a write waits for another process's lock (a backup tool, ``sqlite3`` in a terminal)
+#: before it fails, and ``POST /`` answers 503 rather than keeping its client waiting.
+LOCK_WAIT_SECONDS = 5.0
 
 _COLUMNS = "seq, id, body, sent_at, receive_count, first_received_at, last_error"
 
@@ -98,7 +104,10 @@ class LocalQueue:
         self._claims = count(1)
         self._arrivals = threading.Condition()
         self._generation = 0
-        self._writer = Writer(self._connect, self._wake)
+        #: Why the queue takes no more writes (its file was deleted or replaced), or None.
+        self.lost: str | None = None
+        self._identity = _file_identity(self.path)
+        self._writer = Writer(self._connect, self._wake, self._check_file)
         self._read_lock = threading.Lock()
         self._reader = self._connect()
 
@@ -117,7 +126,13 @@ class LocalQueue:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS
+        )
+        if sys.platform == "darwin":
+            # macOS's fsync does not reach the disk's platter or flash; F_FULLFSYNC does.
+            connection.execute("PRAGMA fullfsync=ON")
+        return connection
 
     def _prepare(self) -> None:
         try:
@@ -150,6 +165,24 @@ class LocalQueue:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    def file_problem(self) -> str | None:
+        """Why the queue takes no more writes, or None: its file was deleted or replaced since it was opened.
+
+        SQLite goes on writing to a file deleted under it (``make clean`` while
+        serving), so every answer would promise what the next start cannot read.
+        """
+        if self.lost is None and _file_identity(self.path) != self._identity:
+            self.lost = (
+                f"the queue file {self.path} was deleted or replaced while the server ran; nothing more is"
+                " accepted, since a restart would not find it: restart `letsgo-worker serve`"
+            )
+            logger.error("%s", self.lost)
+        return self.lost
+
+    def _check_file(self) -> None:
+        if self.file_problem() is not None:
+            raise QueueError(self.lost)
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` in a committed transaction of the writer; ``durable`` flushes the commit to disk."""
@@ -240,7 +273,7 @@ class LocalQueue:
                         f" completing: the visibility timeout ({self.visibility_timeout:g}s) ran out or the"
                         " worker stopped while it was being handled"
                     )
-                    _move_to_dead_letters(connection, seq, reason, last_error, now)
+                    move_to_dead_letters(connection, seq, reason, last_error, now)
                     logger.warning("message %s dead-lettered: %s", message_id, reason)
                     continue
                 handle = f"{seq}.{handle_suffix}"
@@ -286,7 +319,7 @@ class LocalQueue:
                         (now + detail, error, seq, handle),
                     ).rowcount
                 else:
-                    changed = _move_to_dead_letters(connection, seq, detail, error, now, handle)
+                    changed = move_to_dead_letters(connection, seq, detail, error, now, handle)
                 if not changed:
                     stale.append(record["messageId"])
             return stale
@@ -352,33 +385,7 @@ class LocalQueue:
         queue raises :class:`QueueError` naming it, and nothing moves.
         """
 
-        def move(connection: sqlite3.Connection) -> int:
-            if ids is None:
-                selected = [seq for (seq,) in connection.execute("SELECT seq FROM dead_letters ORDER BY seq")]
-            else:
-                selected, missing = [], []
-                for message_id in dict.fromkeys(ids):
-                    found = [seq for (seq,) in connection.execute(
-                        "SELECT seq FROM dead_letters WHERE id = ? ORDER BY seq", (message_id,)
-                    )]
-                    selected.extend(found)
-                    if not found:
-                        missing.append(message_id)
-                if missing:
-                    raise QueueError(
-                        f"not in the dead-letter queue: {', '.join(missing)} (see `letsgo-worker dlq list`)"
-                    )
-            now = time.time()
-            for seq in selected:
-                connection.execute(
-                    "INSERT INTO messages (id, body, sent_at, visible_at) SELECT id, body, sent_at, ?"
-                    " FROM dead_letters WHERE seq = ?",
-                    (now, seq),
-                )
-                connection.execute("DELETE FROM dead_letters WHERE seq = ?", (seq,))
-            return len(selected)
-
-        return self._write(move, durable=True)
+        return self._write(lambda connection: redrive_rows(connection, ids), durable=True)
 
     def purge_dead_letters(self) -> int:
         """Delete every dead-lettered message; return how many."""
@@ -399,6 +406,15 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
 
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """The file's device and inode, or None when there is no file."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def _inserter(rows: Sequence[tuple[str, str, float]]) -> Callable[[sqlite3.Connection], None]:
     now = time.time()
 
@@ -416,21 +432,3 @@ def _receipt_seq(receipt_handle: Any) -> int | None:
         return int(str(receipt_handle).split(".", 1)[0])
     except ValueError:
         return None
-
-
-def _move_to_dead_letters(
-    connection: sqlite3.Connection, seq: int | None, reason: str, error: str | None, now: float,
-    receipt_handle: str | None = None,
-) -> int:
-    condition, parameters = "seq = ?", [seq]
-    if receipt_handle is not None:
-        condition, parameters = "seq = ? AND receipt_handle = ?", [seq, receipt_handle]
-    moved = connection.execute(
-        "INSERT INTO dead_letters (id, body, sent_at, receive_count, first_received_at, dead_lettered_at,"
-        " reason, last_error) SELECT id, body, sent_at, receive_count, first_received_at, ?, ?,"
-        f" COALESCE(?, last_error) FROM messages WHERE {condition}",
-        [now, reason, error, *parameters],
-    ).rowcount
-    if moved:
-        connection.execute(f"DELETE FROM messages WHERE {condition}", parameters)
-    return moved

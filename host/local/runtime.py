@@ -70,7 +70,8 @@ class ServeLock:
     """
 
     def __init__(self, db_path: str) -> None:
-        self.path = os.path.abspath(db_path) + ".lock"
+        # realpath: a second name for the same file (a symlink) must find the same lock.
+        self.path = os.path.realpath(db_path) + ".lock"
         self._file = None
 
     def acquire(self) -> bool:
@@ -221,6 +222,8 @@ class Runtime:
 
     def _health(self) -> dict[str, Any]:
         health: dict[str, Any] = {"status": "ok"}
+        if self.queue is not None and self.queue.file_problem():
+            health.update(status="error", error=self.queue.lost)
         if self.queue is not None:
             health["queue"] = self.queue.counts()
         if self.delivery is not None:

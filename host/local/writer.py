@@ -45,11 +45,15 @@ class Writer:
 
     :param connect: opens the writer's connection (on the writer's thread).
     :param on_commit: called after each commit (wakes receivers waiting for new messages).
+    :param check: called before each transaction; the :class:`QueueError` it raises fails the
+        group's writes (the queue file is gone, say) without touching the database.
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], on_commit: Callable[[], None]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], on_commit: Callable[[], None],
+                 check: Callable[[], None] = lambda: None) -> None:
         self._connect = connect
         self._on_commit = on_commit
+        self._check = check
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="letsgo-queue-writer", daemon=True)
@@ -120,6 +124,11 @@ class Writer:
                     _settle([job], [(False, QueueError("the local queue is closed"))])
 
     def _commit(self, connection: sqlite3.Connection, group: list[_Job]) -> None:
+        try:
+            self._check()
+        except QueueError as refused:
+            _settle(group, [(False, refused)] * len(group))
+            return
         outcomes: list[tuple[bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -135,7 +144,9 @@ class Writer:
         except Exception as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            failure = QueueError(f"could not write to the local queue: {type(error).__name__}: {error}")
+            hint = " (another process holds the database's lock: a backup, or sqlite3 in a terminal?)" \
+                if "locked" in str(error) else ""
+            failure = QueueError(f"could not write to the local queue: {type(error).__name__}: {error}{hint}")
             _settle(group, [(False, failure)] * len(group))
             return
         _settle(group, outcomes)

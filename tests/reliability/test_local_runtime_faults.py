@@ -1,0 +1,125 @@
+"""Faults of the local runtime found by trying it as a hostile user would, each against a real ``serve``.
+
+- the queue file deleted while serving: 503 and /healthz says so, never a 201 that a restart loses;
+- another process holding SQLite's lock: ``POST /`` answers 503 with Retry-After within seconds;
+- the serve lock reached through a symlink to the same file;
+- a lone surrogate in a record's ``messageId``: 400, the client's mistake;
+- a plugin route given a body that is not JSON: 400;
+- control characters in a message id: escaped by ``dlq list``;
+- an empty ``LETSGO_WORKER_HOST``: 127.0.0.1, not every interface.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+
+from .reliability_kit import (
+    Server,
+    dead_letters,
+    health,
+    install_ledger_plugin,
+    post,
+    run_cli,
+    server_env,
+    stored_count,
+    wait_until,
+)
+
+
+def message(n: int) -> dict:
+    return {"type": "rel.count", "payload": {"n": n}}
+
+
+def test_a_queue_file_deleted_while_serving_is_noticed_and_nothing_more_is_accepted(tmp_path):
+    plugin_root = install_ledger_plugin(tmp_path / "plugins")
+    db = tmp_path / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env(plugin_root, REL_LEDGER=str(tmp_path / "ledger"))).start()
+    try:
+        assert post(server.url, message(1))[0] == 201
+        for path in (db, tmp_path / "queue.db-wal", tmp_path / "queue.db-shm"):
+            if path.exists():
+                os.remove(path)  # what `make clean` does during `make run`
+        status, body, headers = post(server.url, message(2))
+        assert status == 503 and "deleted or replaced" in body["error"], body
+        assert headers.get("Retry-After") == "1"
+        status, body, _ = post(server.url + "/healthz", b"", method="GET")
+        assert status == 503 and body["status"] == "error" and "deleted or replaced" in body["error"], body
+    finally:
+        server.stop()
+    assert "deleted or replaced while the server ran" in server.log()
+
+
+def test_post_answers_503_soon_while_another_process_holds_the_database_lock(tmp_path):
+    db = tmp_path / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env()).start()
+    holder = sqlite3.connect(db, isolation_level=None, timeout=1)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # a backup tool, or sqlite3 in a terminal
+        started = time.monotonic()
+        status, body, headers = post(server.url, {"type": "letsgo:contact", "payload": {}}, timeout=60)
+        waited = time.monotonic() - started
+        assert status == 503 and "lock" in body["error"], body
+        assert headers.get("Retry-After") == "1"
+        assert waited < 15, f"POST / waited {waited:.1f}s for the lock"
+        holder.execute("ROLLBACK")
+        assert post(server.url, {"type": "letsgo:contact", "payload": {}})[0] == 201
+    finally:
+        holder.close()
+        server.stop()
+
+
+def test_the_serve_lock_is_not_bypassed_through_a_symlink(tmp_path):
+    db = tmp_path / "queue.db"
+    first = Server(db, tmp_path / "first.log", server_env()).start()
+    try:
+        os.symlink(db, tmp_path / "other-name.db")
+        result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "other-name.db"), env=server_env(), timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert "another `letsgo-worker serve`" in result.stderr
+    finally:
+        first.stop()
+
+
+def test_a_message_id_that_is_not_valid_unicode_is_the_clients_mistake(tmp_path):
+    db = tmp_path / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env()).start()
+    try:
+        before = stored_count(str(db))
+        # \ud800 is a lone surrogate: valid JSON text, not valid Unicode.
+        body = '{"Records": [{"messageId": "\\ud800", "body": "{\\"type\\": \\"letsgo:contact\\", \\"payload\\": {}}"}]}'
+        status, reply, _ = post(server.url, body)
+        assert status == 400 and "messageId is not valid Unicode" in reply["error"], reply
+        assert stored_count(str(db)) == before
+    finally:
+        server.stop()
+
+
+def test_control_characters_in_a_message_id_are_escaped_by_dlq_list(tmp_path):
+    db = tmp_path / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env()).start()
+    forged = "m-1\n2026-12-01 INFO forged line \x1b[31mred"
+    try:
+        record = {"messageId": forged, "body": json.dumps({"type": "no:such:type", "payload": {}})}
+        assert post(server.url, {"Records": [record]})[0] == 201
+        wait_until(lambda: dead_letters(str(db)), 60, message="the unknown type to be dead-lettered")
+    finally:
+        server.stop()
+    listing = run_cli("dlq", "list", "--db", str(db), env=server_env())
+    assert listing.returncode == 0, listing.stderr
+    assert "\x1b" not in listing.stdout and "\nforged line" not in listing.stdout
+    assert "m-1\\n2026-12-01 INFO forged line \\x1b[31mred" in listing.stdout
+    as_json = run_cli("dlq", "list", "--json", "--db", str(db), env=server_env())
+    assert json.loads(as_json.stdout)[0]["id"] == forged  # the data itself is kept as sent
+
+
+def test_an_empty_bind_address_means_loopback_not_every_interface(tmp_path):
+    server = Server(tmp_path / "queue.db", tmp_path / "server.log", server_env(LETSGO_WORKER_HOST="")).start()
+    try:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert health(server.url)["status"] == "ok"
+        assert "beyond this machine" not in server.log()
+    finally:
+        server.stop()
