@@ -91,8 +91,10 @@ def run(mode: str) -> Result:
         "1", "Cold start", mode,
         "New interpreter laid out like a Lambda image (`python -S`, packages on PYTHONPATH, no editable-install "
         "hooks; AWS_LAMBDA_RUNTIME_API set, so each subject logs its handler's INFO line as JSON on stdout): "
-        "import the handler, handle one 10-record OrderNew batch, exit. Wall time from spawn to exit, peak RSS "
-        "from wait4; subjects alternate round by round; medians.",
+        "import the handler, handle one 10-record OrderNew batch, exit. letsgo reads the plugins' entry points from "
+        "the file `letsgo-worker plugins --freeze` wrote, as in the image the Dockerfile builds; letsgo-scan scans "
+        "the installed distributions instead. Wall time from spawn to exit, peak RSS from wait4; subjects alternate "
+        "round by round; medians.",
     )
     rounds = ROUNDS[mode]
     samples: dict[str, dict[str, list[float]]] = {
@@ -128,8 +130,8 @@ def run(mode: str) -> Result:
         result.measure("in-process: import handler module", subject, medians[subject]["import"], "ms")
         result.measure("in-process: first batch", subject, medians[subject]["first_batch"], "ms")
     letsgo = medians["letsgo"]
-    result.target("wall vs limit", letsgo["wall"] / medians["limit"]["wall"], 1.15, "<=", before="1.33x")
-    result.target("wall vs peer", letsgo["wall"] / medians["peer"]["wall"], 0.85, "<=", before="1.03x")
+    result.target("wall vs limit", letsgo["wall"] / medians["limit"]["wall"], 1.15, "<=", before="1.36x")
+    result.target("wall vs peer", letsgo["wall"] / medians["peer"]["wall"], 0.85, "<=", before="1.04x")
     result.target("peak RSS vs limit", letsgo["rss"] / medians["limit"]["rss"], 1.25, "<=", before="1.14x")
     return result
 
