@@ -90,17 +90,31 @@ def test_a_plugin_installed_after_the_freeze_is_found(tmp_path, monkeypatch):
     site = tmp_path / "site"
     write_distribution(site, "acme-first", "acme_first", _plugin("AcmeFirst"))
     monkeypatch.syspath_prepend(str(site))
-    path = tmp_path / "entry-points.json"
+    path = site / "entry-points.json"  # beside the distributions, as in the image
     assert "acme_first" in {ep.name for ep in entry_point_cache.freeze(str(path))}
-    before = os.stat(site).st_mtime_ns
+    assert entry_point_cache.read(str(path)) is not None  # writing the file there does not make it stale
     write_distribution(site, "acme-second", "acme_second", _plugin("AcmeSecond"))
-    os.utime(site, ns=(before + 10**9, before + 10**9))  # as a later install would, whatever the clock's grain
     assert entry_point_cache.read(str(path)) is None
     worker = Worker(Settings.from_env({}), entry_points_file=str(path)).start()
     try:
         assert "AcmeFirst" in worker.registry and "AcmeSecond" in worker.registry
     finally:
         worker.stop()
+
+
+def test_an_uninstalled_distribution_makes_the_file_stale(tmp_path, monkeypatch, caplog):
+    site = tmp_path / "site"
+    write_distribution(site, "acme-gone", "acme_gone", _plugin("AcmeGone"))
+    monkeypatch.syspath_prepend(str(site))
+    path = site / "entry-points.json"
+    entry_point_cache.freeze(str(path))
+    (metadata,) = site.glob("acme_gone-*.dist-info")
+    for file in metadata.iterdir():
+        file.unlink()
+    metadata.rmdir()
+    caplog.set_level(logging.WARNING, "letsgo.plugins")
+    assert entry_point_cache.read(str(path)) is None
+    assert "acme-gone 1.0.0 is no longer installed at " in caplog.text
 
 
 def _plugin(type_: str) -> str:

@@ -7,8 +7,10 @@ distribution with :mod:`importlib.metadata`.
 
 The file is used only while it still describes what is installed: every
 distribution it names must have the same name and version in the same metadata
-file, and the directories those distributions live in must not have changed
-since (installing or removing a distribution there changes the directory).
+file, and the directories those distributions live in must hold the same
+distributions (the same ``*.dist-info`` and ``*.egg-info`` folders: installing,
+upgrading or removing one there changes them). The file itself may live in one
+of those directories, as it does in the image.
 Otherwise :func:`read` gives None and the worker scans as usual: the cache can
 make a start faster, never different.
 """
@@ -51,7 +53,7 @@ def freeze(path: str) -> list[PluginEntryPoint]:
             )
         distributions[metadata] = {"name": name, "version": version, "metadata": metadata}
         directory = os.path.dirname(os.path.dirname(metadata))  # the folder holding the *.dist-info
-        directories[directory] = os.stat(directory).st_mtime_ns
+        directories[directory] = _distribution_folders(directory)
         frozen.append(PluginEntryPoint(ep.name, ep.value, name, version))
     document = {
         "format": FORMAT,
@@ -66,6 +68,11 @@ def freeze(path: str) -> list[PluginEntryPoint]:
         file.write("\n")
     os.replace(temporary, path)  # a start never reads half a file
     return frozen
+
+
+def _distribution_folders(directory: str) -> list[str]:
+    """The names of the installed distributions' metadata folders in ``directory``, sorted."""
+    return sorted(name for name in os.listdir(directory) if name.endswith((".dist-info", ".egg-info")))
 
 
 def _metadata_file(dist: Any) -> str | None:
@@ -108,13 +115,13 @@ def _staleness(document: Any) -> str | None:
             if found != (dist["name"], dist["version"]):
                 now = " ".join(found) if found else "unreadable metadata"
                 return f"{dist['name']} {dist['version']} is now {now}"
-        for directory, mtime_ns in document["directories"].items():
+        for directory, folders in document["directories"].items():
             try:
-                changed = os.stat(directory).st_mtime_ns != mtime_ns
+                changed = _distribution_folders(directory) != folders
             except OSError:
                 changed = True
             if changed:
-                return f"{directory} has changed since the file was written (a distribution installed or removed)"
+                return f"the distributions in {directory} have changed since the file was written"
         for ep in document["entry_points"]:
             if set(ep) != {"name", "value", "distribution", "version"}:
                 return "an entry point of an unknown shape"
