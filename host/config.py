@@ -42,6 +42,11 @@ def text(value: str) -> str:
     return value
 
 
+def bind_address(value: str) -> str:
+    """An address to bind; empty is taken as unset (127.0.0.1), since an empty host binds every interface."""
+    return value.strip() or "127.0.0.1"
+
+
 def optional(value: str) -> str | None:
     """The text, or None when it is empty: ``VAR=`` means unset."""
     return value or None
@@ -141,7 +146,7 @@ def _host(field: str, variable: str, default: str | None, parse: Callable[[str],
 #: Every variable the worker reads, in the order the README documents them.
 SETTINGS: tuple[Setting, ...] = (
     _host("port", "PORT", "3002", int_between(0, 65535), "Local server port."),
-    _host("host", "LETSGO_WORKER_HOST", "127.0.0.1", lambda value: value.strip() or "127.0.0.1",
+    _host("host", "LETSGO_WORKER_HOST", "127.0.0.1", bind_address,
           "Local server bind address (empty: as unset, 127.0.0.1; never every interface by accident)."),
     _host("db_path", "LETSGO_WORKER_DB", ".letsgo/worker.db", text, "SQLite file of the local queue."),
     _host("schedule", "LETSGO_WORKER_SCHEDULE", None, optional, "Schedule expression for scheduled ticks; unset: no local scheduler."),

@@ -57,7 +57,14 @@ def cli_serve(args: argparse.Namespace) -> int:
             settings.host,
         )
     runtime.wait_for_signal()
-    runtime.stop()
+    left_running = runtime.stop()
+    if left_running:
+        logger.warning(
+            "exiting with %d batch(es) still running after %gs; their messages are delivered again at the next start",
+            left_running, STOP_TIMEOUT_SECONDS,
+        )
+        logging.shutdown()
+        os._exit(1)  # a normal exit would wait for the threads of the handlers still running
     return 0
 
 
@@ -251,12 +258,18 @@ class Runtime:
         while not self._signalled.wait(1.0):
             pass
 
-    def stop(self) -> None:
-        """Stop in order: ticks and batches first (they may still enqueue), then HTTP, the worker, the queue."""
+    def stop(self) -> int:
+        """Stop in order: ticks and batches first (they may still enqueue), then HTTP, the worker, the queue.
+
+        Returns how many batches were still running when their grace period
+        ended. Their messages are released, so the serve lock stays held until
+        the process exits: another ``serve`` must not run them while they still run here.
+        """
+        left_running = 0
         if self.scheduler is not None:
             self.scheduler.stop(STOP_TIMEOUT_SECONDS)
         if self.delivery is not None:
-            self.delivery.stop(STOP_TIMEOUT_SECONDS)
+            left_running = self.delivery.stop(STOP_TIMEOUT_SECONDS)
         if self.processes is not None:
             self.processes.stop(STOP_TIMEOUT_SECONDS)
         if self.server is not None:
@@ -265,9 +278,10 @@ class Runtime:
             self.worker.stop()
         if self.queue is not None:
             self.queue.close()
-        if self.lock is not None:
+        if self.lock is not None and not left_running:
             self.lock.release()
         logger.info("stopped")
+        return left_running
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

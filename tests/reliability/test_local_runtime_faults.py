@@ -19,6 +19,7 @@ import time
 from .reliability_kit import (
     Server,
     dead_letters,
+    drained,
     health,
     install_ledger_plugin,
     post,
@@ -123,3 +124,33 @@ def test_an_empty_bind_address_means_loopback_not_every_interface(tmp_path):
         assert "beyond this machine" not in server.log()
     finally:
         server.stop()
+
+
+def test_sigterm_with_a_handler_still_running_keeps_the_lock_until_the_process_is_gone(tmp_path):
+    import signal
+
+    from .reliability_kit import read_ledger
+
+    plugin_root = install_ledger_plugin(tmp_path / "plugins")
+    ledger = str(tmp_path / "ledger")
+    db = tmp_path / "queue.db"
+    # rel.hang is a def handler that blocks for REL_HANG_SECONDS: longer than the 10 s grace period.
+    env = server_env(plugin_root, REL_LEDGER=ledger, REL_HANG_SECONDS="13", LETSGO_WORKER_VISIBILITY_TIMEOUT="600")
+    first = Server(db, tmp_path / "first.log", env).start()
+    assert post(first.url, {"type": "rel.hang", "payload": {"n": 7}})[0] == 201
+    wait_until(lambda: health(first.url)["batches_in_flight"] == 1, 60, message="the slow handler to run")
+    os.kill(first.process.pid, signal.SIGTERM)
+    # While the first server gives its handler the grace period, a second one must not start.
+    refused = run_cli("serve", "--port", "0", "--db", str(db), env=env, timeout=60)
+    assert refused.returncode == 2 and "another `letsgo-worker serve`" in refused.stderr, refused.stderr
+    assert first.process.wait(60) == 1
+    assert "exiting with 1 batch(es) still running" in first.log()
+    # The process ended with its handler, not 13 s later when the handler would have returned.
+    assert [(kind, n, count) for kind, n, _, count in read_ledger(ledger)] == [("hang", 7, 1)]
+    second = Server(db, tmp_path / "second.log", env).start()
+    try:
+        wait_until(lambda: len(read_ledger(ledger)) == 2, 60, message="the message to run again in the second server")
+        wait_until(lambda: drained(second.url), 60, message="the second run to finish")
+    finally:
+        second.stop()
+    assert [(kind, n, count) for kind, n, _, count in read_ledger(ledger)] == [("hang", 7, 1), ("hang", 7, 2)]
