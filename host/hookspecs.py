@@ -102,7 +102,11 @@ def letsgo_register_routes(register: RegisterRoute, worker: Worker) -> None:
     :param register: Call ``register(method, path, handler)``. ``handler`` is
         called as ``handler(request)`` with a :class:`host.Request` and
         returns a :class:`host.Response`. The same method and path
-        registered twice is a start-up error naming both plugins.
+        registered twice is a start-up error naming both plugins. A route
+        refuses what a web page could send (an ``Origin`` header: 403; a
+        ``Content-Type`` other than ``application/json``: 415), as ``POST /``
+        does; pass ``from_web_pages=True`` for a route that verifies its
+        caller itself (the Stripe webhook checks a signature).
     :param worker: The :class:`host.Worker` serving the routes (a plugin reads
         its own settings, webhook secrets for example, with ``worker.settings.get``).
 

@@ -340,3 +340,35 @@ def test_a_route_given_a_body_that_is_not_json_answers_400_not_500(served):
     status, _, body = call(server, "POST", "/echo", body=b"{oops", headers={"Content-Type": "application/json"})
     assert status == 400 and "request body is not valid JSON" in body["error"], body
     assert queue.counts()["visible"] == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "words"),
+    [
+        ({"Origin": "https://evil.example", "Content-Type": "text/plain"}, 403, "requests from web pages are refused"),
+        ({"Content-Type": "text/plain"}, 415, "Content-Type: application/json"),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+    ],
+    ids=["cross-site-text", "text-plain", "form"],
+)
+def test_a_route_refuses_what_a_web_page_could_send_unless_it_opts_out(tmp_path, headers, status, words):
+    queue = LocalQueue(tmp_path / "queue.db")
+    table = RouteTable()
+
+    def order(request):
+        return Response(202, {"queued": request.enqueue({"type": "test:hook", "payload": request.json()})})
+
+    table.add("shop", "POST", "/orders", order)
+    table.add("shop", "POST", "/signed", order, from_web_pages=True)
+    server = LocalServer("127.0.0.1", 0, queue=queue, routes=table,
+                         enqueue=lambda message, delay: queue.enqueue(encode_message(message), delay)).start()
+    try:
+        answered, _, body = call(server, "POST", "/orders", body=b'{"n": 1}', headers=headers)
+        assert answered == status and words in body["error"], body
+        assert queue.counts()["visible"] == 0
+        # A route that verifies its caller itself takes the same request.
+        assert call(server, "POST", "/signed", body=b'{"n": 1}', headers=headers)[0] == 202
+        assert call(server, "POST", "/orders", body=b'{"n": 2}', headers={"Content-Type": "application/json"})[0] == 202
+    finally:
+        server.stop()
+        queue.close()

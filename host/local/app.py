@@ -124,6 +124,11 @@ class LocalApp:
             if allowed:
                 return _not_allowed(request.method, request.path, allowed)
             return Response(404, {"error": f"no route for {request.method} {request.path}"})
+        if not route.from_web_pages:
+            try:
+                check_sender(request.headers)
+            except IntakeError as error:
+                return Response(error.status, {"error": error.message})
         try:
             response = await asyncio.to_thread(route.handler, request)
         except RequestError as error:  # request.json() on a body that is not JSON: the client's mistake

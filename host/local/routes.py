@@ -131,7 +131,7 @@ RouteHandler = Callable[[Request], Response]
 class RegisterRoute(Protocol):
     """The ``register`` callback handed to ``letsgo_register_routes``."""
 
-    def __call__(self, method: str, path: str, handler: RouteHandler) -> None: ...
+    def __call__(self, method: str, path: str, handler: RouteHandler, *, from_web_pages: bool = False) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,8 @@ class Route:
     path: str
     handler: RouteHandler
     plugin: str
+    #: Whether requests a web page could send (an ``Origin`` header, a form or text body) are let through.
+    from_web_pages: bool = False
 
 
 class RouteTable:
@@ -153,13 +155,19 @@ class RouteTable:
     def registrar(self, plugin: str) -> RegisterRoute:
         """A ``register`` callback that stamps every route with ``plugin``."""
 
-        def register(method: str, path: str, handler: RouteHandler) -> None:
-            self.add(plugin, method, path, handler)
+        def register(method: str, path: str, handler: RouteHandler, *, from_web_pages: bool = False) -> None:
+            self.add(plugin, method, path, handler, from_web_pages=from_web_pages)
 
         return register
 
-    def add(self, plugin: str, method: str, path: str, handler: RouteHandler) -> None:
-        """Add a route; raise :class:`RegistrationError` for a bad or duplicate one."""
+    def add(self, plugin: str, method: str, path: str, handler: RouteHandler, *, from_web_pages: bool = False) -> None:
+        """Add a route; raise :class:`RegistrationError` for a bad or duplicate one.
+
+        By default a route refuses what a web page could send, as ``POST /``
+        does (see :func:`host.local.intake.check_sender`), so a page a user
+        visits cannot call it; ``from_web_pages=True`` is for a route that
+        verifies its caller itself (a signature, a token).
+        """
         if not isinstance(method, str) or method.upper() not in METHODS:
             raise RegistrationError(
                 f"plugin {plugin!r} registered a route with method {method!r}; use one of {', '.join(sorted(METHODS))}"
@@ -178,7 +186,7 @@ class RouteTable:
             raise RegistrationError(
                 f"route {key[0]} {path} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
             )
-        self._routes[key] = Route(key[0], path, handler, plugin)
+        self._routes[key] = Route(key[0], path, handler, plugin, from_web_pages)
 
     def match(self, method: str, path: str) -> Route | None:
         """The route for ``method`` and ``path``, or None."""
