@@ -76,7 +76,7 @@ UNSUPPORTED = [
 @pytest.mark.parametrize("case,event", UNSUPPORTED, ids=[c[0] for c in UNSUPPORTED])
 def test_unsupported_event_raises_a_named_error(recorder_worker, case, event):
     recorder, worker = recorder_worker
-    with pytest.raises(UnsupportedEvent, match="expected an SQS batch or a scheduled event"):
+    with pytest.raises(UnsupportedEvent, match="expected an SQS batch, a scheduled event or a partner event"):
         handle_event(event, LambdaContext(), worker=worker)
     assert recorder.handled == []
 
