@@ -126,3 +126,31 @@ def test_keygen_to_an_impossible_path_exits_2(tmp_path: Path):
     result = run_cli("keygen", "--out", str(tmp_path / "file" / "key.pem"))
     assert result.returncode == 2
     assert "cannot write the key pair" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    """``letsgo-worker schedule next ... | head -1``: no BrokenPipeError traceback, exit 0."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("LETSGO_", "PORT"))}
+    environment["LETSGO_WORKER_ENV_FILE"] = os.devnull
+    writer = subprocess.Popen(
+        [*CLI, "schedule", "next", "rate(1 minute)", "--count", "10000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+    )
+    first = writer.stdout.readline()
+    writer.stdout.close()  # what head does once it has its line
+    stderr = writer.stderr.read().decode()
+    assert writer.wait(60) == 0, stderr
+    assert first.strip() and "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+def test_send_takes_a_fractional_delay_and_refuses_one_out_of_range(tmp_path):
+    refused = run_cli("send", "OrderNew", "{}", "--delay", "900.5", "--url", "http://127.0.0.1:9")
+    assert refused.returncode == 2 and "delay_seconds must be from 0 to 900" in refused.stderr
+    not_a_number = run_cli("send", "OrderNew", "{}", "--delay", "soon")
+    assert not_a_number.returncode == 2 and "--delay" in not_a_number.stderr
+
+
+def test_a_failed_start_up_says_why_without_logging_stopped(tmp_path):
+    result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "q.db"), env={"LETSGO_WORKER_SCHEDULE": "cron(0 0 * * 1)"})
+    assert result.returncode == 2 and "cron(0 0 ? * 2 *)" in result.stderr
+    assert "stopped" not in result.stderr

@@ -307,9 +307,10 @@ def test_invoke_exits_non_zero_with_the_lambda_error_when_the_handler_raises(pro
     error = last_line(done.stdout)
     assert error["errorType"] == "ScheduledError" and "the tick failed on purpose" in error["errorMessage"]
     unknown = invoke(probe, str(FIXTURES / "eventbridge-event-ec2.powertools.json"))
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2  # the event's mistake: bad input
     assert last_line(unknown.stdout)["errorType"] == "UnsupportedEvent"
-    assert "UnsupportedEvent" in unknown.stderr
+    assert "letsgo-worker invoke: error: unsupported event: received an object" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 def test_invoke_refuses_a_missing_or_broken_event_file(probe, tmp_path):

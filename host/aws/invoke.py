@@ -104,6 +104,7 @@ def cli_invoke(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     import lambda_entry
+    from host.aws.events import UnsupportedEvent
     from host.core.logs import configure_logging
 
     # After importing the entry point, which sets up stdout logging inside a Lambda environment:
@@ -119,9 +120,14 @@ def cli_invoke(args: argparse.Namespace) -> int:
             return EXIT_FAILED  # the watchdog already reported the timeout
         document = error_object(error)
         document["requestId"] = context.aws_request_id
-        traceback.print_exception(error, file=sys.stderr)
+        if isinstance(error, UnsupportedEvent):
+            # The event file's mistake, not the handler's: one line says what arrived and what is accepted.
+            print(f"letsgo-worker invoke: error: {error}", file=sys.stderr)
+            status = EXIT_USAGE
+        else:
+            traceback.print_exception(error, file=sys.stderr)
+            status = EXIT_FAILED
         _print_last_line(document)
-        status = EXIT_FAILED
     else:
         if not watchdog.settle():
             return EXIT_FAILED

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("type", help="message type, e.g. OrderNew")
     send.add_argument("payload", nargs="?", help="payload as JSON (default null)")
     send.add_argument("--file", help="read the payload JSON from this file")
-    send.add_argument("--delay", type=int, default=0, help="delay in seconds, 0-900")
+    send.add_argument("--delay", type=float, default=0, help="delay in seconds, 0-900 (fractions are kept locally)")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
     send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
     send.set_defaults(run=_command("host.services.enqueue:cli_send"))
@@ -258,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`letsgo-worker dlq list | head`): end quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ class Runtime:
         self.processes = None
         self.scheduler = None
         self._signalled = threading.Event()
+        self.started = False
 
     def start(self) -> None:
         """Check the schedule, open the queue, bind the port, start the worker, then deliver and tick."""
@@ -177,6 +178,7 @@ class Runtime:
             logger.info(HOW_TO_ENABLE)
         else:
             self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
+        self.started = True
 
     def _open_local_queue(self):
         from host.local.queue import LocalQueue, QueueError
@@ -280,7 +282,8 @@ class Runtime:
             self.queue.close()
         if self.lock is not None and not left_running:
             self.lock.release()
-        logger.info("stopped")
+        if self.started:  # a start-up that failed says why itself; "stopped" would only hide it
+            logger.info("stopped")
         return left_running
 
 
