@@ -143,13 +143,16 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
         outcome = Outcome(Status.REJECTED, message_id, reason=f"SQS record has no string \"body\" (it is {kind})")
         await notify_rejection(worker, outcome, receive_count)
         return outcome
-    try:
-        return await dispatch(
-            worker, body, message_id=message_id, receive_count=receive_count,
-            attributes=attributes, lambda_context=lambda_context,
-        )
-    except (Exception, SystemExit) as error:  # a handler calling sys.exit() fails its message, not the batch
-        return Outcome(Status.FAILED, message_id, _peek_type(record), reason=f"{type(error).__name__}: {error}", error=error)
+    return await dispatch(
+        worker, body, message_id=message_id, receive_count=receive_count,
+        attributes=attributes, lambda_context=lambda_context,
+    )
+
+
+def _cancelled() -> bool:
+    """True when the running task is being cancelled (a CancelledError a handler raised itself is not that)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _Batch:
@@ -183,8 +186,21 @@ class _Batch:
         for position, index in enumerate(indexes):
             if self.deadline.passed():
                 return  # the rest are reported "not started" after the wait
-            self.started[index] = time.perf_counter()
-            outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
+            started = self.started[index] = time.perf_counter()
+            try:
+                outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
+            except BaseException as error:
+                if _cancelled():
+                    raise  # the deadline stopped it: not the handler's own exception
+                # Whatever a handler raises fails its own message only: sys.exit(), KeyboardInterrupt,
+                # GeneratorExit or any BaseException subclass must neither stop its batch-mates nor
+                # reach the event loop, which re-raises KeyboardInterrupt and SystemExit out of the
+                # batch and would end the thread running it. Caught here, at the chain's own await,
+                # because the loop throws a GeneratorExit from a sync handler's future in at this point.
+                # Real signals never arrive here: serve handles SIGINT and SIGTERM itself, and
+                # host.core.loops.run() turns SIGINT into a cancellation.
+                outcome = self._unrun(index, f"{type(error).__name__}: {error}", started)
+                outcome.error = error
             self.outcomes[index] = outcome
             if group is not None and not outcome.ok:
                 for later in indexes[position + 1 :]:

@@ -8,6 +8,7 @@ handlers cache (an async HTTP client, say) valid from one batch to the next.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -52,4 +53,37 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             "host.core.loops.run() was called from a running event loop; call the batch and tick "
             "functions from a thread (for example with loop.run_in_executor)"
         )
-    return _thread_loop().run_until_complete(coro)
+    loop = _thread_loop()
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return loop.run_until_complete(coro)
+    return _run_interruptible(loop, coro)
+
+
+def _run_interruptible(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` with SIGINT turned into a cancellation, then a KeyboardInterrupt once it has unwound.
+
+    Python raises SIGINT's KeyboardInterrupt in whatever code runs, a handler's
+    included, and a batch fails a handler's own KeyboardInterrupt as one message.
+    So a real Ctrl-C (the Lambda entry point or ``invoke`` on the main thread)
+    must not be raised inside a handler: it cancels the work, as
+    :class:`asyncio.Runner` does, and stops the process after.
+    """
+    task = loop.create_task(coro)
+    interrupted = False
+
+    def on_sigint(number: int, frame: Any) -> None:
+        nonlocal interrupted
+        if interrupted:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        interrupted = True
+        loop.call_soon_threadsafe(task.cancel)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)

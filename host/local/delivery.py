@@ -294,7 +294,7 @@ class Delivery:
         try:
             try:
                 outcomes = process_sqs_event(self.worker, {"Records": batch.records}).outcomes
-            except Exception as error:
+            except BaseException as error:  # the thread must settle its batch and live on, whatever was raised
                 logger.exception("the batch processor failed; every message of the batch is retried")
                 reason = f"batch processing failed: {type(error).__name__}: {error}"
                 outcomes = [Outcome(Status.FAILED, str(r.get("messageId")), reason=reason) for r in batch.records]
