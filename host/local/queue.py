@@ -99,7 +99,10 @@ class LocalQueue:
                 f"no local queue database at {self.path}; run `letsgo-worker serve` first or pass --db PATH"
             )
         if create:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            try:
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            except OSError as error:
+                raise QueueError(f"cannot create the folder of the local queue {self.path}: {error.strerror or error}") from None
         self._prepare()
         self._claims = count(1)
         self._arrivals = threading.Condition()
@@ -392,6 +395,12 @@ class LocalQueue:
         return self._write(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount, durable=True)
 
     # -- inspection ------------------------------------------------------------
+
+    def check_integrity(self) -> None:
+        """Read every page once (SQLite's ``quick_check``); raise :class:`QueueError` saying what is damaged."""
+        problems = [row[0] for row in self._read("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise QueueError(f"database disk image is malformed: {'; '.join(problems[:3])}")
 
     def counts(self) -> dict[str, int]:
         """How many messages are visible, in flight, waiting (delayed or backing off) and dead-lettered."""

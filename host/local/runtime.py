@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -90,8 +91,14 @@ class ServeLock:
             import fcntl
         except ImportError:  # Windows: no advisory locks; run one server per database
             return False
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as error:
+            raise StartupError(
+                f"cannot create the serve lock {self.path}: {error.strerror or error}; it must be a file"
+                " this user can write, beside the queue (or pass another --db)"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -187,13 +194,14 @@ class Runtime:
         exclusive = self.lock.acquire()
         try:
             self.queue = LocalQueue.from_settings(self.settings)
-        except QueueError as error:
-            raise StartupError(str(error)) from None
-        if exclusive:
-            reclaimed = self.queue.reclaim_in_flight()
-            if reclaimed:
-                logger.info("%d message(s) in flight when the server last stopped are delivered again", reclaimed)
-        counts = self.queue.counts()
+            # A damaged file found now is one clear line; found by a write, it would be a 503 per request.
+            self.queue.check_integrity()
+            reclaimed = self.queue.reclaim_in_flight() if exclusive else 0
+            counts = self.queue.counts()
+        except (QueueError, sqlite3.DatabaseError) as error:
+            raise StartupError(_unusable_queue(self.settings.db_path, error)) from None
+        if reclaimed:
+            logger.info("%d message(s) in flight when the server last stopped are delivered again", reclaimed)
         logger.info(
             "local queue %s: %d visible, %d waiting, %d dead-lettered",
             self.queue.path, counts["visible"] + counts["in_flight"], counts["waiting"], counts["dead_letters"],
@@ -285,6 +293,17 @@ class Runtime:
         if self.started:  # a start-up that failed says why itself; "stopped" would only hide it
             logger.info("stopped")
         return left_running
+
+
+def _unusable_queue(path: str, error: Exception) -> str:
+    """What to say when the queue file cannot be used at start-up, with what to do about it."""
+    text = str(error)
+    if "malformed" in text or "not a database" in text:
+        return (
+            f"the local queue database {path} is damaged ({text}); move it aside and start again"
+            f" (`sqlite3 {path} .recover` may save its rows), or restore a copy"
+        )
+    return text
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:

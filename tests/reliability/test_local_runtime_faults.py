@@ -154,3 +154,28 @@ def test_sigterm_with_a_handler_still_running_keeps_the_lock_until_the_process_i
     finally:
         second.stop()
     assert [(kind, n, count) for kind, n, _, count in read_ledger(ledger)] == [("hang", 7, 1), ("hang", 7, 2)]
+
+
+def test_a_damaged_queue_file_stops_start_up_with_one_line_saying_what_to_do(tmp_path):
+    db = tmp_path / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env()).start()
+    try:
+        for n in range(200):
+            assert post(server.url, {"type": "no:such:type", "payload": {"n": n, "pad": "x" * 3000}})[0] == 201
+    finally:
+        server.stop()
+    size = db.stat().st_size
+    with open(db, "r+b") as file:  # a bad sector in the middle of the file
+        file.seek(size // 2)
+        file.write(b"\xff" * 8192)
+    result = run_cli("serve", "--port", "0", "--db", str(db), env=server_env(), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "is damaged" in result.stderr and ".recover" in result.stderr
+    assert "Traceback" not in result.stderr and "stopped" not in result.stderr
+
+
+def test_a_lock_path_that_cannot_be_written_stops_start_up_with_one_line(tmp_path):
+    (tmp_path / "queue.db.lock").mkdir()  # where the serve lock file goes
+    result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "queue.db"), env=server_env(), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "cannot create the serve lock" in result.stderr and "Traceback" not in result.stderr
