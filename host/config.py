@@ -91,6 +91,16 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+def optional_seconds(low: float, high: float) -> Callable[[str], float | None]:
+    """:func:`seconds`, or None when the text is empty: ``VAR=`` means unset."""
+    parse_seconds = seconds(low, high)
+
+    def parse(value: str) -> float | None:
+        return parse_seconds(value) if value.strip() else None
+
+    return parse
+
+
 def log_level(value: str) -> str:
     """A :mod:`logging` level name, upper-cased."""
     level = value.strip().upper()
@@ -158,6 +168,8 @@ SETTINGS: tuple[Setting, ...] = (
     _host("batch_size", "LETSGO_WORKER_BATCH_SIZE", "10", int_between(1, 10000), "Messages per batch."),
     _host("batch_window", "LETSGO_WORKER_BATCH_WINDOW_SECONDS", "0", seconds(0, 300), "Local batching window."),
     _host("visibility_timeout", "LETSGO_WORKER_VISIBILITY_TIMEOUT", "360", seconds(0, 43200), "Seconds a received message stays invisible."),
+    _host("handler_timeout", "LETSGO_WORKER_HANDLER_TIMEOUT", None, optional_seconds(0, 43200),
+          "Seconds a handler may run before its message fails (retried); unset: the visibility timeout less 10%; 0: no limit."),
     _host("concurrency", "LETSGO_WORKER_CONCURRENCY", "5", int_between(1, 1000), "Batches handled at once (local runtime; per process with --workers)."),
     _host("delivery_processes", "LETSGO_WORKER_PROCESSES", "0", int_between(0, 64), "serve: delivery processes (`--workers`); 0 delivers in the server's own process."),
     _host("thread_pool_size", "LETSGO_WORKER_THREADS", "10", int_between(1, 1000), "Threads for sync handlers within a batch."),
@@ -221,6 +233,7 @@ class Settings:
     batch_size: int
     batch_window: float
     visibility_timeout: float
+    handler_timeout: float | None
     concurrency: int
     delivery_processes: int
     thread_pool_size: int

@@ -12,6 +12,10 @@ point and, with ``eventSource: "letsgo:local"``, by the local runtime.
   ``get_remaining_time_in_millis()`` is below ``LETSGO_WORKER_DEADLINE_MARGIN_MS``,
   and records still running then are reported failed; the batch returns before
   Lambda's timeout instead of being killed with every record unreported.
+- Handler timeout: a record still running after ``LETSGO_WORKER_HANDLER_TIMEOUT``
+  (unset: the visibility timeout less 10%) fails alone, "timed out after N s";
+  a sync handler's thread is replaced in the worker's pool.
+- Any exception a handler raises, ``BaseException`` included, fails its own record only.
 - Logs: one structured line per record that did not succeed, successes at DEBUG,
   and one summary line per batch.
 """
@@ -155,6 +159,19 @@ def _cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+def handler_timeout_seconds(settings: Any) -> float | None:
+    """How long one message's handler may run (``LETSGO_WORKER_HANDLER_TIMEOUT``); None: no limit.
+
+    Unset, it is the visibility timeout less 10%: the message then fails, and is
+    retried, before SQS would make it visible again anyway, so its batch settles
+    in time and its healthy batch-mates are not delivered again.
+    """
+    timeout = settings.handler_timeout
+    if timeout is None:
+        timeout = settings.visibility_timeout * 0.9
+    return timeout if timeout > 0 else None
+
+
 class _Batch:
     """The state of one batch while it runs: outcomes by record index and when each record started."""
 
@@ -164,6 +181,7 @@ class _Batch:
         self.lambda_context = lambda_context
         self.deadline = deadline
         self.outcomes: list[Outcome | None] = [None] * len(records)
+        self.handler_timeout = handler_timeout_seconds(worker.settings)
         self.started: dict[int, float] = {}
 
     def chains(self) -> list[tuple[str | None, list[int]]]:
@@ -182,21 +200,28 @@ class _Batch:
         return chains
 
     async def run_chain(self, group: str | None, indexes: list[int]) -> None:
-        """Run the records of one chain one after the other, until one fails in a FIFO group or the deadline passes."""
+        """Run the records of one chain one after the other, until one fails in a FIFO group or the deadline passes.
+
+        Each record runs within the handler timeout, and whatever its handler
+        raises fails that record alone.
+        """
         for position, index in enumerate(indexes):
             if self.deadline.passed():
                 return  # the rest are reported "not started" after the wait
             started = self.started[index] = time.perf_counter()
             try:
-                outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
+                async with asyncio.timeout(self.handler_timeout):
+                    outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
+            except TimeoutError:  # the timeout's own: dispatch turns a handler's TimeoutError into a failure
+                outcome = self._timed_out(index, started)
             except BaseException as error:
                 if _cancelled():
                     raise  # the deadline stopped it: not the handler's own exception
                 # Whatever a handler raises fails its own message only: sys.exit(), KeyboardInterrupt,
                 # GeneratorExit or any BaseException subclass must neither stop its batch-mates nor
                 # reach the event loop, which re-raises KeyboardInterrupt and SystemExit out of the
-                # batch and would end the thread running it. Caught here, at the chain's own await,
-                # because the loop throws a GeneratorExit from a sync handler's future in at this point.
+                # batch and would end the thread running it. Caught here, at the task's own await,
+                # because the loop throws a sync handler's GeneratorExit in at this point.
                 # Real signals never arrive here: serve handles SIGINT and SIGTERM itself, and
                 # host.core.loops.run() turns SIGINT into a cancellation.
                 outcome = self._unrun(index, f"{type(error).__name__}: {error}", started)
@@ -209,6 +234,16 @@ class _Batch:
                         f"{group!r} did not succeed; it is retried after that one, in order",
                     )
                 return
+
+    def _timed_out(self, index: int, started: float) -> Outcome:
+        """The outcome of a record past the handler timeout; a sync handler's thread is set aside."""
+        timeout = self.handler_timeout
+        outcome = self._unrun(
+            index, f"timed out after {timeout:g} s (LETSGO_WORKER_HANDLER_TIMEOUT); it is retried", started,
+        )
+        if outcome.message_id:
+            self.worker.set_aside_handler(outcome.message_id, timeout)
+        return outcome
 
     def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
         record = self.records[index]

@@ -25,8 +25,7 @@ from host.core.plugins import (
 from host.core.registry import Registry
 
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
-
+    from host.core.handler_pool import HandlerPool
     from host.services.enqueue import Enqueuer
 
 logger = logging.getLogger("letsgo.worker")
@@ -61,7 +60,7 @@ class Worker:
         self._load_entry_points = load_entry_points
         #: Written by ``letsgo-worker plugins --freeze``: read instead of scanning while it is current.
         self.entry_points_file = entry_points_file
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: HandlerPool | None = None
         self._executor_lock = threading.Lock()
         self.started = False
         #: The local runtime's queue file, set by ``serve``; the idempotency store lives beside it.
@@ -214,8 +213,11 @@ class Worker:
         return enqueue(message, delay_seconds, enqueuer=self.enqueuer, settings=self.settings, **options)
 
     @property
-    def executor(self) -> ThreadPoolExecutor:
+    def executor(self) -> HandlerPool:
         """The bounded thread pool that runs sync handlers (``LETSGO_WORKER_THREADS``), made on first use.
+
+        A thread whose handler timed out (``LETSGO_WORKER_HANDLER_TIMEOUT``) is
+        replaced, up to twice that many threads: see :class:`host.core.handler_pool.HandlerPool`.
 
         A batch whose handlers are all ``async def`` and that notifies no sink
         never needs it, so neither the pool nor its module is loaded before.
@@ -223,12 +225,17 @@ class Worker:
         if self._executor is None:
             with self._executor_lock:
                 if self._executor is None:
-                    from concurrent.futures import ThreadPoolExecutor
+                    from host.core.handler_pool import HandlerPool
 
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=self.settings.thread_pool_size, thread_name_prefix="letsgo-handler"
-                    )
+                    size = self.settings.thread_pool_size
+                    self._executor = HandlerPool(size, cap=2 * size, visibility_timeout=self.settings.visibility_timeout)
         return self._executor
+
+    def set_aside_handler(self, message_id: str, timeout: float) -> int:
+        """A message timed out: replace the pool threads its sync handler still holds; return how many."""
+        if self._executor is None:
+            return 0  # no sync handler has run: none can be holding a thread
+        return self._executor.set_aside(message_id, timeout)
 
     @property
     def notifies(self) -> bool:
