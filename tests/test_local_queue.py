@@ -454,3 +454,58 @@ def test_stop_waits_for_running_batches_and_releases_those_that_outlast_the_boun
     assert delivery.stop(timeout=0.3) == 1  # one batch still running when the bound ran out
     # Released: visible again for the next start instead of waiting out the 300 s visibility timeout.
     assert queue.counts()["visible"] == 1
+
+
+class FakeClocks:
+    """A wall clock and a monotonic clock that the test moves; the wall one can jump."""
+
+    def __init__(self) -> None:
+        self.wall_at, self.monotonic_at = time.time(), 1000.0
+
+    def wall(self) -> float:
+        return self.wall_at
+
+    def monotonic(self) -> float:
+        return self.monotonic_at
+
+    def tick(self, seconds: float) -> None:
+        self.wall_at += seconds
+        self.monotonic_at += seconds
+
+
+@pytest.mark.parametrize("jump", [3600.0, -3600.0], ids=["clock-set-an-hour-forward", "clock-set-an-hour-back"])
+def test_a_wall_clock_jump_moves_the_queues_times_so_each_message_keeps_the_time_it_had_left(make_queue, jump):
+    from host.local.clock import ClockWatch
+
+    queue = make_queue(visibility_timeout=60)
+    clocks = FakeClocks()
+    watch = ClockWatch(queue, wall=clocks.wall, monotonic=clocks.monotonic)
+    queue.enqueue(message(n=1))
+    (in_flight,) = queue.receive(10, 0)
+    queue.enqueue(message(n=2), delay_seconds=2)
+    clocks.tick(0.5)
+    assert watch.check() == 0.0  # both clocks moved together: no jump
+
+    # The wall clock jumps. For the queue, which reads the real clock, that is simulated by moving
+    # its stored instants the other way, straight in SQLite; the watch must undo it.
+    clocks.wall_at += jump
+    queue._write(lambda connection: connection.execute("UPDATE messages SET visible_at = visible_at - ?", (jump,)))
+    assert watch.check() == jump
+    counts = queue.counts()
+    assert counts["in_flight"] == 1 and counts["waiting"] == 1 and counts["visible"] == 0
+    (row,) = queue._read("SELECT visible_at - ? FROM messages WHERE receipt_handle IS NULL", (time.time(),))
+    assert 0 < row[0] <= 2  # the delayed message still has under 2 s to wait, not an hour more or less
+    assert in_flight["messageId"] not in [r["messageId"] for r in queue.receive(10, 0)]
+
+
+def test_small_clock_differences_are_not_taken_for_a_jump(make_queue):
+    from host.local.clock import ClockWatch
+
+    queue = make_queue()
+    clocks = FakeClocks()
+    watch = ClockWatch(queue, wall=clocks.wall, monotonic=clocks.monotonic)
+    queue.enqueue(message(n=1), delay_seconds=5)
+    (before,) = queue._read("SELECT visible_at FROM messages")
+    clocks.wall_at += 0.5  # an NTP slew
+    assert watch.check() == 0.0
+    assert queue._read("SELECT visible_at FROM messages") == [before]

@@ -350,6 +350,12 @@ class LocalQueue:
 
         return self._write(change)
 
+    def shift_times(self, seconds: float) -> int:
+        """Move every message's visibility by ``seconds`` (after a wall-clock jump, see :mod:`host.local.clock`)."""
+        return self._write(
+            lambda connection: connection.execute("UPDATE messages SET visible_at = visible_at + ?", (seconds,)).rowcount
+        )
+
     def reclaim_in_flight(self) -> int:
         """Make every claimed message visible now; return how many.
 

@@ -147,6 +147,7 @@ class Runtime:
         self.delivery = None
         self.processes = None
         self.scheduler = None
+        self.clock = None
         self._signalled = threading.Event()
         self.started = False
 
@@ -181,6 +182,10 @@ class Runtime:
             self.delivery = Delivery.from_settings(
                 self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
             ).start()
+        if self.queue is not None:
+            from host.local.clock import ClockWatch
+
+            self.clock = ClockWatch(self.queue).start()
         if schedule is None:
             logger.info(HOW_TO_ENABLE)
         else:
@@ -282,6 +287,8 @@ class Runtime:
             left_running = self.delivery.stop(STOP_TIMEOUT_SECONDS)
         if self.processes is not None:
             self.processes.stop(STOP_TIMEOUT_SECONDS)
+        if self.clock is not None:
+            self.clock.stop()
         if self.server is not None:
             self.server.stop()
         if self.worker is not None:
