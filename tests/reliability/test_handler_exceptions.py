@@ -208,3 +208,39 @@ def test_serve_survives_handlers_raising_base_exceptions_and_settles_their_batch
     finally:
         code = server.stop(30)
     assert code == 0, server.log()[-3000:]
+
+
+_SIGINT_SCRIPT = '''
+import asyncio, os, signal, threading
+from host import hookimpl
+from host.core.batch import process_sqs_event
+from tests.reliability.reliability_kit import in_process_worker, record
+
+
+class Slow:
+    @hookimpl
+    def letsgo_register_messages(self, register):
+        async def slow(message, ctx):
+            await asyncio.sleep(60)
+        register("slow", slow)
+
+
+worker = in_process_worker(Slow())
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+process_sqs_event(worker, {"Records": [record({"type": "slow", "payload": None})]})
+print("the batch returned")
+'''
+
+
+def test_a_real_sigint_still_stops_a_batch_on_the_main_thread():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGINT_SCRIPT], cwd=root, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0, result.stdout
+    assert "the batch returned" not in result.stdout
+    assert "KeyboardInterrupt" in result.stderr, result.stderr[-2000:]
