@@ -236,8 +236,29 @@ class Delivery:
             if self._stopping.is_set():
                 self._release(records)
                 return
+            if self._is_suspect(records[0]):
+                self._run_alone(records)
+                continue
             for start in range(0, len(records), self.batch_size):
                 self._launch(records[start : start + self.batch_size])
+
+    def _is_suspect(self, record: dict[str, Any]) -> bool:
+        is_suspect = getattr(self.source, "is_suspect", None)
+        return is_suspect is not None and is_suspect(record)
+
+    def _run_alone(self, records: list[dict[str, Any]]) -> None:
+        """Run a suspect (a message in flight when its process crashed) with nothing else in flight."""
+        logger.warning(
+            "message %s was being handled when a worker process crashed; it runs alone this time",
+            records[0].get("messageId"),
+        )
+        with self._changed:
+            while self._running() and not self._stopping.is_set():
+                self._changed.wait(self.poll_seconds)
+        self._launch(records)
+        with self._changed:
+            while self._running() and not self._stopping.is_set():
+                self._changed.wait(self.poll_seconds)
 
     def _gather(self, slots: int) -> list[dict[str, Any]]:
         """Records for up to ``slots`` batches, in one receive when that many are waiting.
@@ -247,7 +268,7 @@ class Delivery:
         other batches are running (for at most :data:`LOAD_WINDOW_SECONDS`).
         """
         records = self.source.receive(self.batch_size * slots, self.poll_seconds)
-        if not records or len(records) >= self.batch_size:
+        if not records or len(records) >= self.batch_size or self._is_suspect(records[0]):
             return records
         window, under_load = self.batch_window, False
         if window <= 0:

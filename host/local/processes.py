@@ -102,7 +102,7 @@ class DeliveryProcesses:
                 logger.warning("delivery process %d did not stop in time; killing it", child.number)
                 child.process.kill()
                 child.process.join()
-            self.queue.release_claims_of(child.claimer)
+            self.queue.release_claims_of(child.claimer, crashed=False)
 
 
 def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> None:

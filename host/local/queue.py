@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.dead_letters import move_to_dead_letters, redrive_rows
-from host.local.schema import SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
+from host.local.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
 from host.services.enqueue import check_delay
@@ -105,6 +105,8 @@ class LocalQueue:
                 raise QueueError(f"cannot create the folder of the local queue {self.path}: {error.strerror or error}") from None
         self._prepare()
         self._claims = count(1)
+        #: Receipt handles of the suspects claimed (see :meth:`is_suspect`).
+        self._suspect_handles: set[str] = set()
         self._arrivals = threading.Condition()
         self._generation = 0
         #: Why the queue takes no more writes (its file was deleted or replaced), or None.
@@ -149,6 +151,8 @@ class LocalQueue:
                     raise QueueError(
                         f"{self.path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker"
                     )
+                for older in range(version, SCHEMA_VERSION) if version else ():  # 0: a new file
+                    connection.executescript(MIGRATIONS[older])
                 connection.executescript(SCHEMA)
                 connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             finally:
@@ -265,8 +269,14 @@ class LocalQueue:
         handle_suffix = f"{self.claimer}-{next(self._claims)}"
 
         def claim(connection: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = connection.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE visible_at <= ? ORDER BY seq LIMIT ?", (now, limit)
+            # A message whose last receive ended in a crash is claimed alone: if it is what brought
+            # the process down, it takes no healthy message down with it the next time.
+            suspect = connection.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE suspect = 1 AND visible_at <= ? ORDER BY seq LIMIT 1", (now,)
+            ).fetchall()
+            rows = suspect or connection.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE visible_at <= ? AND suspect = 0 ORDER BY seq LIMIT ?",
+                (now, limit),
             ).fetchall()
             claimed = []
             for seq, message_id, body, sent_at, receive_count, first_received_at, last_error in rows:
@@ -286,9 +296,20 @@ class LocalQueue:
                     (handle, now + self.visibility_timeout, now, seq),
                 )
                 claimed.append(sqs_record(message_id, handle, body, receive_count + 1, sent_at, first_received_at or now))
+                if suspect:
+                    self._suspect_handles.add(handle)
             return claimed
 
         return self._write(claim)
+
+    def is_suspect(self, record: dict[str, Any]) -> bool:
+        """Whether ``record``'s message was in flight when a process handling it crashed.
+
+        Such a message comes alone from :meth:`receive`, and delivery runs it
+        with nothing else in flight, so that a poison message (one that kills
+        its process) cannot take healthy ones down with it.
+        """
+        return record.get("receiptHandle") in self._suspect_handles
 
     # -- settling --------------------------------------------------------------
 
@@ -316,8 +337,8 @@ class LocalQueue:
                         "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
                     ).rowcount
                 elif action == "retry":
-                    changed = connection.execute(
-                        "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?"
+                    changed = connection.execute(  # it failed without a crash: no longer a suspect
+                        "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?, suspect = 0"
                         " WHERE seq = ? AND receipt_handle = ?",
                         (now + detail, error, seq, handle),
                     ).rowcount
@@ -328,6 +349,7 @@ class LocalQueue:
             return stale
 
         stale = self._write(apply)
+        self._suspect_handles.difference_update(record.get("receiptHandle") for record in records)
         log_settled(decisions, stale, self.visibility_timeout)
 
     def release(self, records: list[dict[str, Any]]) -> int:
@@ -362,17 +384,20 @@ class LocalQueue:
         Only for a server that knows it is the database's sole user (it holds
         the serve lock): whatever is still claimed was claimed by a server that
         has stopped, so waiting for its visibility timeout would only delay it.
+        Graceful stops release what they claimed, so these were in flight when a
+        server crashed: they are marked suspects (see :meth:`is_suspect`).
         """
-        return self._release_where("receipt_handle IS NOT NULL", ())
+        return self._release_where("receipt_handle IS NOT NULL", (), suspect=True)
 
-    def release_claims_of(self, claimer: str) -> int:
-        """Make the messages claimed by the queue named ``claimer`` (a process that died) visible now."""
-        return self._release_where("receipt_handle LIKE ?", (f"%.{claimer}-%",))
+    def release_claims_of(self, claimer: str, *, crashed: bool = True) -> int:
+        """Make the messages claimed by the queue named ``claimer`` visible now (marked suspects if it ``crashed``)."""
+        return self._release_where("receipt_handle LIKE ?", (f"%.{claimer}-%",), suspect=crashed)
 
-    def _release_where(self, condition: str, parameters: tuple[Any, ...]) -> int:
+    def _release_where(self, condition: str, parameters: tuple[Any, ...], *, suspect: bool) -> int:
         def release(connection: sqlite3.Connection) -> int:
             return connection.execute(
-                f"UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE {condition}", (time.time(), *parameters)
+                f"UPDATE messages SET visible_at = ?, receipt_handle = NULL, suspect = MAX(suspect, ?) WHERE {condition}",
+                (time.time(), int(suspect), *parameters),
             ).rowcount
 
         return self._write(release)

@@ -12,7 +12,13 @@ EVENT_SOURCE = "letsgo:local"
 EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
 
 #: Schema version stored in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: What turns a file of an older schema into the current one, by the version it has.
+MIGRATIONS = {
+    1: "ALTER TABLE messages ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;"
+       "CREATE INDEX IF NOT EXISTS messages_suspect ON messages (seq) WHERE suspect = 1;",
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -24,9 +30,12 @@ CREATE TABLE IF NOT EXISTS messages (
     receive_count     INTEGER NOT NULL DEFAULT 0,
     first_received_at REAL,
     receipt_handle    TEXT,
-    last_error        TEXT
+    last_error        TEXT,
+    -- 1: its last receive ended in a crash of the process handling it; it is next tried alone
+    suspect           INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
+CREATE INDEX IF NOT EXISTS messages_suspect ON messages (seq) WHERE suspect = 1;
 CREATE TABLE IF NOT EXISTS dead_letters (
     seq               INTEGER PRIMARY KEY AUTOINCREMENT,
     id                TEXT    NOT NULL,

@@ -179,3 +179,69 @@ def test_a_lock_path_that_cannot_be_written_stops_start_up_with_one_line(tmp_pat
     result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "queue.db"), env=server_env(), timeout=60)
     assert result.returncode == 2, result.stderr
     assert "cannot create the serve lock" in result.stderr and "Traceback" not in result.stderr
+
+
+POISON_PLUGIN = '''
+import os, time
+from host import hookimpl
+
+def _write(line):
+    fd = os.open(os.environ["REL_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.write(fd, (line + "\\n").encode())
+    os.close(fd)
+
+def poison(message, ctx):
+    _write(f"poison {ctx.receive_count}")
+    time.sleep(0.3)  # let its batch-mates start, as they would beside it
+    os._exit(1)  # takes the whole process down
+
+def healthy(message, ctx):
+    time.sleep(0.6)  # still running when the poison strikes, if they share a batch
+    _write(f"ok {message.payload['n']} {ctx.receive_count}")
+
+@hookimpl
+def letsgo_register_messages(register):
+    register("rel.poison", poison)
+    register("rel.healthy", healthy)
+'''
+
+
+def test_a_message_that_crashes_its_process_is_then_tried_alone_and_cannot_take_healthy_ones_down(tmp_path):
+    from .reliability_kit import write_distribution
+
+    plugin_root = tmp_path / "plugins"
+    write_distribution(plugin_root, "rel-poison", {"relpoison": "relpoison"}, {"relpoison": POISON_PLUGIN})
+    ledger = tmp_path / "ledger"
+    db = tmp_path / "queue.db"
+    env = server_env(str(plugin_root), REL_LEDGER=str(ledger), LETSGO_WORKER_PLUGINS="relpoison",
+                     LETSGO_WORKER_MAX_RECEIVE_COUNT="3", LETSGO_WORKER_BATCH_SIZE="5",
+                     LETSGO_WORKER_BATCH_WINDOW_SECONDS="0.5")
+    records = [{"body": json.dumps({"type": "rel.poison", "payload": {}})}]
+    records += [{"body": json.dumps({"type": "rel.healthy", "payload": {"n": n}})} for n in range(4)]
+    server = Server(db, tmp_path / "server-0.log", env).start()
+    assert post(server.url, {"Records": records})[0] == 201  # one batch: the poison and four healthy messages
+
+    def crashed_or_drained() -> bool:
+        if server.process.poll() is not None:
+            return True
+        try:
+            return drained(server.url)
+        except OSError:  # it died while answering
+            return True
+
+    restarts = 0
+    while True:  # each crash ends the server; start it again on the same file, as a supervisor would
+        wait_until(crashed_or_drained, 60, interval=0.1, message="the server to crash or the queue to drain")
+        if server.process.poll() is None:
+            break
+        restarts += 1
+        assert restarts <= 6, "the server kept crashing"
+        server = Server(db, tmp_path / f"server-{restarts}.log", env).start()
+    server.stop()
+    assert restarts == 3  # the first crash, then once per retry of the poison alone, up to its 3 receives
+    lines = ledger.read_text().split("\n")
+    healthy = sorted(line for line in lines if line.startswith("ok "))
+    assert [line.split()[1] for line in healthy] == ["0", "1", "2", "3"]  # each healthy message handled once
+    letters = dead_letters(str(db))
+    assert [json.loads(letter["body"])["type"] for letter in letters] == ["rel.poison"]
+    assert "without completing" in letters[0]["reason"]
