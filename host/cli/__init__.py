@@ -120,11 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _setup_logging() -> None:
     """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL``; a bad level is a :class:`ConfigError` like any bad variable."""
-    logging.basicConfig(
-        level=Settings.from_env().log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from host.core.logs import configure_text_logging
+
+    configure_text_logging(Settings.from_env().log_level)
 
 
 def _started_worker():

@@ -113,3 +113,31 @@ def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) 
         return
     exc_info = fields.pop("exc_info", None)
     logger.log(level, message, extra={k: v for k, v in fields.items() if v is not None}, exc_info=exc_info)
+
+
+class TextFormatter(logging.Formatter):
+    """The command line's text lines, with control characters in the message escaped.
+
+    A message id or type chosen by a client (``"m-1\\n... INFO forged"``, ANSI
+    escapes) then cannot forge log lines or drive the terminal. Tracebacks,
+    which the host writes itself, keep their lines.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        message = record.message
+        if not message.isprintable():
+            record.message = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
+def configure_text_logging(level: str) -> None:
+    """Log to standard error in text lines (see :class:`TextFormatter`) at ``level``: the command line's logging."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(TextFormatter())
+    logging.basicConfig(level=level, handlers=[handler])

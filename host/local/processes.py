@@ -19,7 +19,6 @@ import multiprocessing
 import os
 import secrets
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -111,13 +110,13 @@ def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> N
     It stops on SIGTERM or SIGINT, and when the server that started it is gone
     (killed with ``kill -9``, the process is adopted by another parent).
     """
+    from host.core.logs import configure_text_logging
     from host.core.worker import Worker, set_worker
     from host.local.delivery import Delivery
     from host.local.queue import LocalQueue
     from host.local.runtime import STOP_TIMEOUT_SECONDS
 
-    logging.basicConfig(level=settings.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_text_logging(settings.log_level)
     stop = threading.Event()
 
     def on_signal(number: int, frame: Any) -> None:

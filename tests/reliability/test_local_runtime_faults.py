@@ -108,6 +108,9 @@ def test_control_characters_in_a_message_id_are_escaped_by_dlq_list(tmp_path):
         wait_until(lambda: dead_letters(str(db)), 60, message="the unknown type to be dead-lettered")
     finally:
         server.stop()
+    log = server.log()
+    assert "\x1b" not in log and "\n2026-12-01 INFO forged line" not in log  # the rejection's log line
+    assert "m-1\\n2026-12-01 INFO forged line \\x1b[31mred" in log
     listing = run_cli("dlq", "list", "--db", str(db), env=server_env())
     assert listing.returncode == 0, listing.stderr
     assert "\x1b" not in listing.stdout and "\nforged line" not in listing.stdout
