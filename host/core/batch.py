@@ -16,6 +16,8 @@ point and, with ``eventSource: "letsgo:local"``, by the local runtime.
   (unset: the visibility timeout less 10%) fails alone, "timed out after N s";
   a sync handler's thread is replaced in the worker's pool.
 - Any exception a handler raises, ``BaseException`` included, fails its own record only.
+- ``on_outcome``: an optional callback told each record's outcome as soon as it is
+  known, so the local runtime settles a message without waiting for its batch.
 - Logs: one structured line per record that did not succeed, successes at DEBUG,
   and one summary line per batch.
 """
@@ -26,6 +28,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.batch")
+
+#: ``on_outcome(index, record, outcome)``: told of each record's outcome as soon as it is known.
+OutcomeCallback = Callable[[int, Any, Outcome], None]
 
 #: Bodies longer than this are not parsed again just to name their type in a log line.
 _PEEK_LIMIT = 256 * 1024
@@ -175,11 +181,15 @@ def handler_timeout_seconds(settings: Any) -> float | None:
 class _Batch:
     """The state of one batch while it runs: outcomes by record index and when each record started."""
 
-    def __init__(self, worker: Worker, records: list[Any], lambda_context: Any, deadline: Deadline) -> None:
+    def __init__(
+        self, worker: Worker, records: list[Any], lambda_context: Any, deadline: Deadline,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> None:
         self.worker = worker
         self.records = records
         self.lambda_context = lambda_context
         self.deadline = deadline
+        self.on_outcome = on_outcome
         self.outcomes: list[Outcome | None] = [None] * len(records)
         self.handler_timeout = handler_timeout_seconds(worker.settings)
         self.started: dict[int, float] = {}
@@ -226,14 +236,24 @@ class _Batch:
                 # host.core.loops.run() turns SIGINT into a cancellation.
                 outcome = self._unrun(index, f"{type(error).__name__}: {error}", started)
                 outcome.error = error
-            self.outcomes[index] = outcome
+            self._known(index, outcome)
             if group is not None and not outcome.ok:
                 for later in indexes[position + 1 :]:
-                    self.outcomes[later] = self._unrun(
+                    self._known(later, self._unrun(
                         later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
                         f"{group!r} did not succeed; it is retried after that one, in order",
-                    )
+                    ))
                 return
+
+    def _known(self, index: int, outcome: Outcome) -> None:
+        """Record ``outcome`` for record ``index`` and tell ``on_outcome`` at once."""
+        self.outcomes[index] = outcome
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(index, self.records[index], outcome)
+        except Exception:  # the callback's failure is its own: the outcome and the batch stand
+            logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
 
     def _timed_out(self, index: int, started: float) -> Outcome:
         """The outcome of a record past the handler timeout; a sync handler's thread is set aside."""
@@ -263,24 +283,29 @@ class _Batch:
                     f"did not finish {margin:g} ms before the Lambda timeout (LETSGO_WORKER_DEADLINE_MARGIN_MS); "
                     "reported failed so SQS redelivers it (a sync handler's thread may still be running)"
                 )
-                self.outcomes[index] = self._unrun(index, reason, self.started[index])
+                self._known(index, self._unrun(index, reason, self.started[index]))
             else:
                 reason = f"not started: less than {margin:g} ms were left before the Lambda timeout; SQS redelivers it"
-                self.outcomes[index] = self._unrun(index, reason)
+                self._known(index, self._unrun(index, reason))
         return list(self.outcomes)  # type: ignore[arg-type]  # every slot is filled above
 
 
 async def process_records(
-    worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None
+    worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None,
+    on_outcome: OutcomeCallback | None = None,
 ) -> list[Outcome]:
     """Dispatch every record (FIFO groups in order, the rest concurrently); outcomes in record order.
 
     ``margin_ms`` defaults to the worker's ``LETSGO_WORKER_DEADLINE_MARGIN_MS``;
     it only matters when ``lambda_context`` can tell the remaining time.
+    ``on_outcome(index, record, outcome)`` is called once per record, on the
+    event loop, as soon as that record's outcome is known (a FIFO group's records
+    that cannot run are known when the one before them fails; those the deadline
+    stopped, at the end). An exception it raises is logged and changes nothing.
     """
     began = time.perf_counter()
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
-    batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin))
+    batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin), on_outcome)
     chains = batch.chains()
     fifo_groups = sum(1 for group, _ in chains if group is not None)
     # One task per chain: each record (or FIFO group) runs in a context of its own, so context
@@ -343,13 +368,15 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
     )
 
 
-def process_sqs_event(worker: Worker, event: dict[str, Any], lambda_context: Any = None) -> BatchResult:
+def process_sqs_event(
+    worker: Worker, event: dict[str, Any], lambda_context: Any = None, *, on_outcome: OutcomeCallback | None = None,
+) -> BatchResult:
     """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`.
 
     Never raises for a bad record or a failing handler: every record gets an
-    outcome, in record order.
+    outcome, in record order. ``on_outcome`` is as for :func:`process_records`.
     """
     records = event.get("Records")
     if not isinstance(records, list):
         raise TypeError(f"an SQS event has a \"Records\" list, got {type(records).__name__}")
-    return BatchResult(run(process_records(worker, records, lambda_context)))
+    return BatchResult(run(process_records(worker, records, lambda_context, on_outcome=on_outcome)))

@@ -46,8 +46,9 @@ class MessageSource(Protocol):
     Each returned record is invisible to other receivers until it is settled or
     its visibility timeout passes.
 
-    ``settle`` is called once per received batch with one outcome per record,
-    in record order: a succeeded record is deleted; a failed one becomes visible
+    ``settle`` is given records of one received batch with one outcome each,
+    in record order, as soon as their outcomes are known (each record once,
+    often one at a time): a succeeded record is deleted; a failed one becomes visible
     again after a back-off driven by its receive count, and is dead-lettered
     after the maximum receive count; a rejected one is dead-lettered at once by
     the local queue (a real SQS queue backs it off and leaves dead-lettering to
@@ -76,6 +77,11 @@ LOAD_WINDOW_SECONDS = 0.02
 
 #: How often a batch that is waiting to fill up looks for more messages.
 _FILL_STEP_SECONDS = 0.005
+
+#: A message's outcome is settled at most this long after it is known, together with the
+#: outcomes of batch-mates known meanwhile: one settle for a batch that ends quickly, and
+#: none held back by a slow batch-mate.
+SETTLE_GATHER_SECONDS = 0.2
 
 
 @dataclass
@@ -308,18 +314,62 @@ class Delivery:
         runner.give(number, batch)
 
     def _run_batch(self, runner: _Runner, number: int, batch: _Batch) -> bool:
-        """Run and settle one batch on ``runner``'s thread; return whether the thread should wait for another."""
+        """Run one batch on ``runner``'s thread, settling each message soon after its outcome is known.
+
+        A message that succeeds is deleted within :data:`SETTLE_GATHER_SECONDS`,
+        not when its slowest batch-mate is done: a hung handler would otherwise
+        hold the healthy ones until the visibility timeout, and they would run
+        again. Outcomes known within that time of each other are settled in one
+        call, so a batch that ends quickly is settled once, at its end. Nothing
+        is settled twice. Return whether the thread should wait for another batch.
+        """
+        import asyncio
+
         from host.core.batch import process_sqs_event
         from host.core.dispatch import Outcome, Status
 
+        records = batch.records
+        settled = [False] * len(records)
+        known: list[tuple[int, Outcome]] = []  # outcomes not yet settled
+        timer: asyncio.TimerHandle | None = None
+
+        def settle(entries: list[tuple[int, Outcome]]) -> None:
+            self.source.settle([records[i] for i, _ in entries], [outcome for _, outcome in entries])
+            for index, _ in entries:
+                settled[index] = True
+            done = {id(records[i]) for i, _ in entries}
+            with self._changed:  # a stop releases only what is still unsettled
+                batch.records = [r for r in batch.records if id(r) not in done]
+
+        def settle_known() -> None:
+            nonlocal timer
+            timer, entries = None, known[:]
+            known.clear()
+            try:
+                settle(entries)
+            except Exception:
+                logger.exception("settling %d message(s) failed; trying again when their batch ends", len(entries))
+
+        def on_outcome(index: int, record: Any, outcome: Outcome) -> None:
+            nonlocal timer
+            known.append((index, outcome))
+            if timer is None:
+                timer = asyncio.get_running_loop().call_later(SETTLE_GATHER_SECONDS, settle_known)
+
         try:
             try:
-                outcomes = process_sqs_event(self.worker, {"Records": batch.records}).outcomes
+                outcomes = process_sqs_event(self.worker, {"Records": records}, on_outcome=on_outcome).outcomes
             except BaseException as error:  # the thread must settle its batch and live on, whatever was raised
-                logger.exception("the batch processor failed; every message of the batch is retried")
+                logger.exception("the batch processor failed; every message of the batch not yet settled is retried")
                 reason = f"batch processing failed: {type(error).__name__}: {error}"
-                outcomes = [Outcome(Status.FAILED, str(r.get("messageId")), reason=reason) for r in batch.records]
-            self.source.settle(batch.records, outcomes)
+                outcomes = [Outcome(Status.FAILED, str(r.get("messageId")), reason=reason) for r in records]
+                for index, outcome in known:  # outcomes known before the failure stand
+                    outcomes[index] = outcome
+            if timer is not None:
+                timer.cancel()  # the batch is over: what is known is settled now, in one call
+            left = [(index, outcomes[index]) for index, done in enumerate(settled) if not done]
+            if left:
+                settle(left)
         except Exception:
             logger.exception("settling a batch failed; its messages are delivered again after the visibility timeout")
         finally:
