@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.dead_letters import move_to_dead_letters, redrive_rows
-from host.local.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, DeadLetter, sqs_record
+from host.local.file_guard import FileGuard
+from host.local.schema import DeadLetter, prepare, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
 from host.services.enqueue import check_delay
@@ -109,10 +110,8 @@ class LocalQueue:
         self._suspect_handles: set[str] = set()
         self._arrivals = threading.Condition()
         self._generation = 0
-        #: Why the queue takes no more writes (its file was deleted or replaced), or None.
-        self.lost: str | None = None
-        self._identity = _file_identity(self.path)
-        self._writer = Writer(self._connect, self._wake, self._check_file)
+        self._guard = FileGuard(self.path)
+        self._writer = Writer(self._connect, self._wake, self._guard.check)
         self._read_lock = threading.Lock()
         self._reader = self._connect()
 
@@ -143,18 +142,7 @@ class LocalQueue:
         try:
             connection = self._connect()
             try:
-                mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if mode.lower() != "wal":
-                    logger.warning("the local queue %s is in %s journal mode, not WAL", self.path, mode)
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
-                if version > SCHEMA_VERSION:
-                    raise QueueError(
-                        f"{self.path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker"
-                    )
-                for older in range(version, SCHEMA_VERSION) if version else ():  # 0: a new file
-                    connection.executescript(MIGRATIONS[older])
-                connection.executescript(SCHEMA)
-                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                prepare(connection, self.path)
             finally:
                 connection.close()
         except sqlite3.DatabaseError as error:
@@ -174,22 +162,8 @@ class LocalQueue:
         self.close()
 
     def file_problem(self) -> str | None:
-        """Why the queue takes no more writes, or None: its file was deleted or replaced since it was opened.
-
-        SQLite goes on writing to a file deleted under it (``make clean`` while
-        serving), so every answer would promise what the next start cannot read.
-        """
-        if self.lost is None and _file_identity(self.path) != self._identity:
-            self.lost = (
-                f"the queue file {self.path} was deleted or replaced while the server ran; nothing more is"
-                " accepted, since a restart would not find it: restart `letsgo-worker serve`"
-            )
-            logger.error("%s", self.lost)
-        return self.lost
-
-    def _check_file(self) -> None:
-        if self.file_problem() is not None:
-            raise QueueError(self.lost)
+        """Why the queue takes no more writes (its file was deleted or replaced while open), or None."""
+        return self._guard.problem()
 
     def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` in a committed transaction of the writer; ``durable`` flushes the commit to disk."""
@@ -444,15 +418,6 @@ class LocalQueue:
         )
         (dead,), = self._read("SELECT COUNT(*) FROM dead_letters")
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    """The file's device and inode, or None when there is no file."""
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 def _inserter(rows: Sequence[tuple[str, str, float]]) -> Callable[[sqlite3.Connection], None]:

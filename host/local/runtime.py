@@ -244,8 +244,9 @@ class Runtime:
 
     def _health(self) -> dict[str, Any]:
         health: dict[str, Any] = {"status": "ok"}
-        if self.queue is not None and self.queue.file_problem():
-            health.update(status="error", error=self.queue.lost)
+        problem = self.queue.file_problem() if self.queue is not None else None
+        if problem:
+            health.update(status="error", error=problem)
         if self.queue is not None:
             health["queue"] = self.queue.counts()
         if self.delivery is not None:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
+
+from host.errors import QueueError
+
+logger = logging.getLogger("letsgo.local_queue")
 
 #: ``eventSource`` and ``eventSourceARN`` of records delivered by the local queue.
 EVENT_SOURCE = "letsgo:local"
@@ -49,6 +55,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
 """
+
+
+def prepare(connection: sqlite3.Connection, path: str) -> None:
+    """Put the file in WAL mode and bring its schema to :data:`SCHEMA_VERSION` (a new file gets it whole)."""
+    mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        logger.warning("the local queue %s is in %s journal mode, not WAL", path, mode)
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise QueueError(f"{path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker")
+    for older in range(version, SCHEMA_VERSION) if version else ():  # 0: a new file
+        connection.executescript(MIGRATIONS[older])
+    connection.executescript(SCHEMA)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
 def iso_time(epoch: float | None) -> str | None:
