@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from host.core.logs import printable
 from host.errors import StartupError
 from host.local.queue import LocalQueue, QueueError
 from host.local.schema import iso_time
@@ -53,17 +54,11 @@ def _dlq_list(local_queue: LocalQueue, as_json: bool) -> int:
         print(f"the dead-letter queue is empty ({local_queue.path})")
         return 0
     for letter in letters:
-        print(f"{_shown(letter.id)}  received {letter.receive_count} time{'s' * (letter.receive_count != 1)}"
+        print(f"{printable(letter.id)}  received {letter.receive_count} time{'s' * (letter.receive_count != 1)}"
               f"  dead-lettered {iso_time(letter.dead_lettered_at)}")
-        print(f"  reason:     {_shown(letter.reason)}")
-        print(f"  last error: {_shown(letter.last_error or '-')}")
-        print(f"  body:       {_shown(letter.body)}")
+        print(f"  reason:     {printable(letter.reason)}")
+        print(f"  last error: {printable(letter.last_error or '-')}")
+        print(f"  body:       {printable(letter.body)}")
     print(f"{len(letters)} dead-lettered message{'s' * (len(letters) != 1)}; "
           "`letsgo-worker dlq redrive ID` or `--all` sends them back")
     return 0
-
-
-def _shown(text: str) -> str:
-    """``text`` with control characters escaped (``\\n``, ``\\x1b``): a client-chosen id or body cannot
-    forge lines or send escape codes to the terminal."""
-    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -115,6 +115,16 @@ def log_fields(logger: logging.Logger, level: int, message: str, **fields: Any) 
     logger.log(level, message, extra={k: v for k, v in fields.items() if v is not None}, exc_info=exc_info)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``), for a line a terminal shows.
+
+    A client-chosen message id, type or body cannot then forge lines or send escape codes.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
 class TextFormatter(logging.Formatter):
     """The command line's text lines, with control characters in the message escaped.
 
@@ -128,8 +138,7 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         message = record.message
-        if not message.isprintable():
-            record.message = "".join(char if char.isprintable() else repr(char)[1:-1] for char in message)
+        record.message = printable(message)
         try:
             return super().formatMessage(record)
         finally:

@@ -258,10 +258,12 @@ class Delivery:
             "message %s was being handled when a worker process crashed; it runs alone this time",
             records[0].get("messageId"),
         )
-        with self._changed:
-            while self._running() and not self._stopping.is_set():
-                self._changed.wait(self.poll_seconds)
+        self._wait_until_idle()
         self._launch(records)
+        self._wait_until_idle()
+
+    def _wait_until_idle(self) -> None:
+        """Wait until no batch is running (or the loop is stopping)."""
         with self._changed:
             while self._running() and not self._stopping.is_set():
                 self._changed.wait(self.poll_seconds)
