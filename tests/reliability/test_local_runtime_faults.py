@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import sqlite3
@@ -229,7 +230,8 @@ def test_a_message_that_crashes_its_process_is_then_tried_alone_and_cannot_take_
             return True
         try:
             return drained(server.url)
-        except OSError:  # it died while answering
+        except (OSError, http.client.HTTPException):  # it is dying while answering: wait until it is gone
+            server.process.wait(30)
             return True
 
     restarts = 0
