@@ -227,20 +227,48 @@ def test_a_suspect_that_fails_normally_is_a_suspect_no_more(tmp_path):
         assert not queue.is_suspect(later[-1][0]) and later[-1][0]["messageId"] == first["messageId"]
 
 
-def test_a_version_1_queue_file_is_migrated_and_keeps_its_messages(tmp_path):
+# The schema of a file written by version 1 (before crash suspects), as it was shipped.
+VERSION_1_SCHEMA = """
+CREATE TABLE messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, body TEXT NOT NULL, sent_at REAL NOT NULL,
+    visible_at REAL NOT NULL, receive_count INTEGER NOT NULL DEFAULT 0, first_received_at REAL,
+    receipt_handle TEXT, last_error TEXT
+);
+CREATE INDEX messages_by_visibility ON messages (visible_at);
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, body TEXT NOT NULL, sent_at REAL NOT NULL,
+    receive_count INTEGER NOT NULL, first_received_at REAL, dead_lettered_at REAL NOT NULL,
+    reason TEXT NOT NULL, last_error TEXT
+);
+CREATE INDEX dead_letters_by_id ON dead_letters (id);
+INSERT INTO messages (id, body, sent_at, visible_at) VALUES ('m-1', '{"type": "t", "payload": {"n": 1}}', 1, 1);
+INSERT INTO dead_letters (id, body, sent_at, receive_count, dead_lettered_at, reason)
+    VALUES ('d-1', '{"type": "t", "payload": {}}', 1, 3, 2, 'failed');
+PRAGMA user_version=1;
+"""
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_queue_file_is_migrated_and_keeps_its_messages(tmp_path, version):
     import sqlite3
 
+    from host.local.schema import MIGRATIONS, SCHEMA_VERSION
+
     path = tmp_path / "queue.db"
-    with LocalQueue(path) as queue:
-        queue.enqueue(message(n=1))
     connection = sqlite3.connect(path)
-    connection.executescript(
-        "DROP INDEX messages_suspect; ALTER TABLE messages DROP COLUMN suspect; PRAGMA user_version=1;"
-    )
+    connection.executescript(VERSION_1_SCHEMA)
+    for older in range(1, version):
+        connection.executescript(MIGRATIONS[older])
+    connection.execute(f"PRAGMA user_version={version}")
     connection.close()
     with LocalQueue(path) as queue:
         (record,) = queue.receive(10, 0)
         assert json.loads(record["body"])["payload"]["n"] == 1 and not queue.is_suspect(record)
+        assert [letter.id for letter in queue.dead_letters()] == ["d-1"]
+        assert queue.redrive(["d-1"]) == 1
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    connection.close()
 
 
 def test_concurrent_enqueues_are_all_stored(make_queue):

@@ -19,8 +19,9 @@ def move_to_dead_letters(
         condition, parameters = "seq = ? AND receipt_handle = ?", [seq, receipt_handle]
     moved = connection.execute(
         "INSERT INTO dead_letters (id, body, sent_at, receive_count, first_received_at, dead_lettered_at,"
-        " reason, last_error) SELECT id, body, sent_at, receive_count, first_received_at, ?, ?,"
-        f" COALESCE(?, last_error) FROM messages WHERE {condition}",
+        " reason, last_error, group_id, last_received_at, last_traceback) SELECT id, body, sent_at, receive_count,"
+        f" first_received_at, ?, ?, COALESCE(?, last_error), group_id, last_received_at, last_traceback"
+        f" FROM messages WHERE {condition}",
         [now, reason, error, *parameters],
     ).rowcount
     if moved:
@@ -51,7 +52,7 @@ def redrive_rows(connection: sqlite3.Connection, ids: Sequence[str] | None) -> i
     now = time.time()
     for seq in selected:
         connection.execute(
-            "INSERT INTO messages (id, body, sent_at, visible_at) SELECT id, body, sent_at, ?"
+            "INSERT INTO messages (id, body, sent_at, visible_at, group_id) SELECT id, body, sent_at, ?, group_id"
             " FROM dead_letters WHERE seq = ?",
             (now, seq),
         )

@@ -18,12 +18,19 @@ EVENT_SOURCE = "letsgo:local"
 EVENT_SOURCE_ARN = "arn:letsgo:local:queue"
 
 #: Schema version stored in ``PRAGMA user_version``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: What turns a file of an older schema into the current one, by the version it has.
 MIGRATIONS = {
     1: "ALTER TABLE messages ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;"
        "CREATE INDEX IF NOT EXISTS messages_suspect ON messages (seq) WHERE suspect = 1;",
+    2: "ALTER TABLE messages ADD COLUMN group_id TEXT;"
+       "ALTER TABLE messages ADD COLUMN deduplication_id TEXT;"
+       "ALTER TABLE messages ADD COLUMN last_received_at REAL;"
+       "ALTER TABLE messages ADD COLUMN last_traceback TEXT;"
+       "ALTER TABLE dead_letters ADD COLUMN group_id TEXT;"
+       "ALTER TABLE dead_letters ADD COLUMN last_received_at REAL;"
+       "ALTER TABLE dead_letters ADD COLUMN last_traceback TEXT;",
 }
 
 SCHEMA = """
@@ -38,7 +45,13 @@ CREATE TABLE IF NOT EXISTS messages (
     receipt_handle    TEXT,
     last_error        TEXT,
     -- 1: its last receive ended in a crash of the process handling it; it is next tried alone
-    suspect           INTEGER NOT NULL DEFAULT 0
+    suspect           INTEGER NOT NULL DEFAULT 0,
+    -- FIFO: a group's messages are delivered in order, one batch of the group in flight
+    group_id          TEXT,
+    deduplication_id  TEXT,
+    last_received_at  REAL,
+    -- the traceback of the last failure, without the host's frames (last_error is its one line)
+    last_traceback    TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at);
 CREATE INDEX IF NOT EXISTS messages_suspect ON messages (seq) WHERE suspect = 1;
@@ -51,9 +64,34 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     first_received_at REAL,
     dead_lettered_at  REAL    NOT NULL,
     reason            TEXT    NOT NULL,
-    last_error        TEXT
+    last_error        TEXT,
+    group_id          TEXT,
+    last_received_at  REAL,
+    last_traceback    TEXT
 );
 CREATE INDEX IF NOT EXISTS dead_letters_by_id ON dead_letters (id);
+CREATE INDEX IF NOT EXISTS messages_by_group ON messages (group_id, seq) WHERE group_id IS NOT NULL;
+-- FIFO deduplication: an id seen in the last 5 minutes is not enqueued again
+CREATE TABLE IF NOT EXISTS deduplication (
+    key               TEXT    PRIMARY KEY,
+    message_id        TEXT    NOT NULL,
+    expires_at        REAL    NOT NULL
+);
+-- outcomes per minute and type, for the dashboard's chart (old minutes are pruned)
+CREATE TABLE IF NOT EXISTS outcome_minutes (
+    minute            INTEGER NOT NULL,
+    type              TEXT    NOT NULL,
+    outcome           TEXT    NOT NULL,
+    count             INTEGER NOT NULL,
+    PRIMARY KEY (minute, type, outcome)
+);
+-- the last tick of each schedule (the unnamed LETSGO_WORKER_SCHEDULE is "")
+CREATE TABLE IF NOT EXISTS ticks (
+    name              TEXT    PRIMARY KEY,
+    fired_at          REAL    NOT NULL,
+    outcome           TEXT    NOT NULL,
+    detail            TEXT
+);
 """
 
 
