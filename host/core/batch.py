@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.core.deadline import Deadline, wait_until_deadline
-from host.core.dispatch import Outcome, Status, dispatch, notify_rejection
+from host.core.dispatch import Outcome, Status, dispatch, message_done, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
 from host.core.logs import log_fields
 
@@ -193,6 +193,8 @@ class _Batch:
         self.outcomes: list[Outcome | None] = [None] * len(records)
         self.handler_timeout = handler_timeout_seconds(worker.settings)
         self.started: dict[int, float] = {}
+        # Looked up once per batch: with no implementation, a message pays one test of an empty list.
+        self.done_hooks = worker.pm.hook.letsgo_message_done.get_hookimpls()
 
     def chains(self) -> list[tuple[str | None, list[int]]]:
         """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
@@ -246,14 +248,17 @@ class _Batch:
                 return
 
     def _known(self, index: int, outcome: Outcome) -> None:
-        """Record ``outcome`` for record ``index`` and tell ``on_outcome`` at once."""
+        """Record ``outcome`` for record ``index``, tell ``on_outcome`` and ``letsgo_message_done`` at once."""
         self.outcomes[index] = outcome
-        if self.on_outcome is None:
-            return
-        try:
-            self.on_outcome(index, self.records[index], outcome)
-        except Exception:  # the callback's failure is its own: the outcome and the batch stand
-            logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(index, self.records[index], outcome)
+            except Exception:  # the callback's failure is its own: the outcome and the batch stand
+                logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
+        if self.done_hooks:
+            record = self.records[index]
+            attributes = record_attributes(record) if isinstance(record, dict) else {}
+            message_done(self.worker, self.done_hooks, outcome, attributes, _receive_count(attributes), self.lambda_context)
 
     def _timed_out(self, index: int, started: float) -> Outcome:
         """The outcome of a record past the handler timeout; a sync handler's thread is set aside."""
@@ -318,7 +323,23 @@ async def process_records(
         await wait_until_deadline(tasks, batch.deadline)
     outcomes = batch.finish()
     _log_batch(batch, outcomes, fifo_groups, began)
+    if "emf" in batch.worker.settings.metrics:
+        _write_emf(batch, outcomes)
     return outcomes
+
+
+def _write_emf(batch: _Batch, outcomes: list[Outcome]) -> None:
+    """The batch's CloudWatch EMF lines, with ``LETSGO_WORKER_METRICS=emf`` (the module loads only then)."""
+    from host.aws.emf import write_batch_metrics
+
+    request_id = getattr(batch.lambda_context, "aws_request_id", None)
+    try:
+        write_batch_metrics(
+            outcomes, batch.worker.settings.metrics_namespace,
+            request_id=request_id if isinstance(request_id, str) else None,
+        )
+    except Exception:  # metrics are an account of the batch, never a reason to fail it
+        logger.exception("could not write the batch's metrics (LETSGO_WORKER_METRICS=emf)")
 
 
 def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: float) -> None:
