@@ -297,7 +297,7 @@ class _Batch:
 
 async def process_records(
     worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None,
-    on_outcome: OutcomeCallback | None = None,
+    on_outcome: OutcomeCallback | None = None, max_receive_count: int | None = None,
 ) -> list[Outcome]:
     """Dispatch every record (FIFO groups in order, the rest concurrently); outcomes in record order.
 
@@ -307,6 +307,8 @@ async def process_records(
     event loop, as soon as that record's outcome is known (a FIFO group's records
     that cannot run are known when the one before them fails; those the deadline
     stopped, at the end). An exception it raises is logged and changes nothing.
+    ``max_receive_count`` is the source's: a record that failed on that receive
+    notifies (:mod:`host.core.final_failure`).
     """
     began = time.perf_counter()
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
@@ -323,6 +325,10 @@ async def process_records(
         await wait_until_deadline(tasks, batch.deadline)
     outcomes = batch.finish()
     _log_batch(batch, outcomes, fifo_groups, began)
+    if max_receive_count:
+        from host.core.final_failure import notify_final_failures
+
+        await notify_final_failures(worker, records, outcomes, max_receive_count)
     if "emf" in batch.worker.settings.metrics:
         _write_emf(batch, outcomes)
     return outcomes
@@ -391,13 +397,16 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
 
 def process_sqs_event(
     worker: Worker, event: dict[str, Any], lambda_context: Any = None, *, on_outcome: OutcomeCallback | None = None,
+    max_receive_count: int | None = None,
 ) -> BatchResult:
     """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`.
 
     Never raises for a bad record or a failing handler: every record gets an
-    outcome, in record order. ``on_outcome`` is as for :func:`process_records`.
+    outcome, in record order. ``on_outcome`` and ``max_receive_count`` are as for :func:`process_records`.
     """
     records = event.get("Records")
     if not isinstance(records, list):
         raise TypeError(f"an SQS event has a \"Records\" list, got {type(records).__name__}")
-    return BatchResult(run(process_records(worker, records, lambda_context, on_outcome=on_outcome)))
+    return BatchResult(run(process_records(
+        worker, records, lambda_context, on_outcome=on_outcome, max_receive_count=max_receive_count,
+    )))

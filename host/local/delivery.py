@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from host.core.final_failure import watch_claim_dead_letters
+
 if TYPE_CHECKING:
     from host.config import Settings
     from host.core.dispatch import Outcome
@@ -153,6 +155,7 @@ class Delivery:
         self._stopping = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._next_batch = 0
+        watch_claim_dead_letters(worker, source)  # a message the local queue dead-letters when claimed notifies
 
     @classmethod
     def from_settings(cls, worker: Worker, source: MessageSource, settings: Settings, **options: Any) -> Delivery:
@@ -360,7 +363,10 @@ class Delivery:
 
         try:
             try:
-                outcomes = process_sqs_event(self.worker, {"Records": records}, on_outcome=on_outcome).outcomes
+                outcomes = process_sqs_event(
+                    self.worker, {"Records": records}, on_outcome=on_outcome,
+                    max_receive_count=getattr(self.source, "max_receive_count", None),  # its last receive notifies
+                ).outcomes
             except BaseException as error:  # the thread must settle its batch and live on, whatever was raised
                 logger.exception("the batch processor failed; every message of the batch not yet settled is retried")
                 reason = f"batch processing failed: {type(error).__name__}: {error}"
