@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PLUGINS := plugins/letsgo_stripe plugins/letsgo_slack plugins/example_orders
 
-.PHONY: setup run test bench bench-quick soak clean
+.PHONY: setup run test bench bench-quick soak clean chromium
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser of its own). CI runs as root on Debian; elsewhere install chromium yourself.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

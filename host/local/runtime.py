@@ -170,6 +170,7 @@ class Runtime:
         self.settings = settings = _replace(settings, port=self.server.port)
         self.worker = self._start_worker(settings)
         self.server.routes = collect_routes(self.worker)
+        self.server.app.ops = self._dashboard(schedule)
         self.server.start()
         for route in self.server.routes:
             logger.info("route %s %s (plugin %s)", route.method, route.path, route.plugin)
@@ -219,6 +220,21 @@ class Runtime:
         except ImportError as error:
             raise StartupError(f"serve --sqs is not available in this installation: {error}") from None
         return SqsSource(self.sqs_queue_url, self.settings)
+
+    def _dashboard(self, schedule):
+        """``/dashboard`` and ``/metrics`` of this server, looking into the queue it delivers from."""
+        from host.ops.web import build
+
+        inspector = None
+        if self.queue is not None:
+            from host.ops.local_inspector import LocalInspector
+
+            inspector = LocalInspector.of_queue(self.queue)
+        settings = self.settings
+        return build(
+            inspector, self.worker, host=settings.host, running_schedule=schedule,
+            token=getattr(settings, "dashboard_token", None), read_only=getattr(settings, "dashboard_read_only", False),
+        )
 
     def _enqueuer(self, settings: Settings):
         """Where ``ctx.enqueue`` goes: this server's queue, or under ``--sqs`` the queue being read (unless configured)."""
@@ -292,6 +308,8 @@ class Runtime:
             self.clock.stop()
         if self.server is not None:
             self.server.stop()
+            if self.server.app.ops is not None:
+                self.server.app.ops.close()
         if self.worker is not None:
             self.worker.stop()
         if self.queue is not None:
