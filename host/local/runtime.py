@@ -168,6 +168,10 @@ class Runtime:
             intake_note=f"this server delivers messages from the SQS queue {self.sqs_queue_url}; send messages there",
         )
         self.settings = settings = _replace(settings, port=self.server.port)
+        from host.ops.metrics import prepare_serve_metrics
+
+        # Before the worker and any delivery process start: they count into what GET /metrics shows.
+        self.settings = settings = prepare_serve_metrics(settings)
         self.worker = self._start_worker(settings)
         self.server.routes = collect_routes(self.worker)
         self.server.app.ops = self._dashboard(schedule)
@@ -225,16 +229,17 @@ class Runtime:
         """``/dashboard`` and ``/metrics`` of this server, looking into the queue it delivers from."""
         from host.ops.web import build
 
-        inspector = None
         if self.queue is not None:
             from host.ops.local_inspector import LocalInspector
 
             inspector = LocalInspector.of_queue(self.queue)
+        else:
+            from host.ops.sqs_inspector import SqsInspector
+
+            inspector = SqsInspector(self.sqs_queue_url, region=self.settings.aws_region)
         settings = self.settings
-        return build(
-            inspector, self.worker, host=settings.host, running_schedule=schedule,
-            token=getattr(settings, "dashboard_token", None), read_only=getattr(settings, "dashboard_read_only", False),
-        )
+        return build(inspector, self.worker, host=settings.host, running_schedule=schedule,
+                     token=settings.dashboard_token, read_only=settings.dashboard_read_only)
 
     def _enqueuer(self, settings: Settings):
         """Where ``ctx.enqueue`` goes: this server's queue, or under ``--sqs`` the queue being read (unless configured)."""
