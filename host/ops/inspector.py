@@ -61,11 +61,13 @@ class MessageView:
     last_traceback: str | None
     #: Its FIFO message group, if any.
     group_id: str | None
+    #: When it was moved to the dead-letter queue (local dead letters only; None where unknown).
+    dead_lettered_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict, with times as ISO-8601 UTC instants."""
         data = asdict(self)
-        for key in ("sent_at", "first_received_at", "last_received_at"):
+        for key in ("sent_at", "first_received_at", "last_received_at", "dead_lettered_at"):
             data[key] = iso_time(data[key])
         return data
 

@@ -39,10 +39,12 @@ _STATE_CONDITIONS = {
 }
 
 _MESSAGE_COLUMNS = (
-    "id, body, receive_count, sent_at, first_received_at, last_received_at, NULL, last_error, last_traceback, group_id"
+    "id, body, receive_count, sent_at, first_received_at, last_received_at, NULL, last_error, last_traceback,"
+    " group_id, NULL"
 )
 _DEAD_LETTER_COLUMNS = (
-    "id, body, receive_count, sent_at, first_received_at, last_received_at, reason, last_error, last_traceback, group_id"
+    "id, body, receive_count, sent_at, first_received_at, last_received_at, reason, last_error, last_traceback,"
+    " group_id, dead_lettered_at"
 )
 
 #: A body's ``type``, or NULL when the body is not JSON (json_extract raises on malformed JSON).
@@ -245,9 +247,10 @@ class LocalInspector:
 
 def _view(state: State, row: tuple) -> MessageView:
     (message_id, body, receive_count, sent_at, first_received_at, last_received_at,
-     reason, last_error, last_traceback, group_id) = row
+     reason, last_error, last_traceback, group_id, dead_lettered_at) = row
     return MessageView(
         id=message_id, state=state, type=message_type(body), body=body, receive_count=receive_count,
         sent_at=sent_at, first_received_at=first_received_at, last_received_at=last_received_at,
         reason=reason, last_error=last_error, last_traceback=last_traceback, group_id=group_id,
+        dead_lettered_at=dead_lettered_at,
     )
