@@ -1,9 +1,8 @@
 """The local queue seen through :class:`host.ops.inspector.Inspector`: queries on its SQLite file.
 
-Reads go through a read-only connection of the inspector's own (``mode=ro``;
-``immutable=1`` when the file's folder is read-only, so its WAL cannot be
-opened), so looking never takes the writer's lock and works on a copy of a
-queue file someone may not write. Writes (redrive, delete, purge) go through
+Reads go through a read-only connection of the inspector's own
+(:func:`open_read_only`), so looking never takes the writer's lock and works
+on a queue file, or in a folder, that may not be written. Writes (redrive, delete, purge) go through
 the :class:`host.local.queue.LocalQueue`'s writer when one is given (under
 ``serve``), else through a short-lived connection of their own (the CLI).
 """
@@ -11,7 +10,9 @@ the :class:`host.local.queue.LocalQueue`'s writer when one is given (under
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -51,27 +52,45 @@ _DEAD_LETTER_COLUMNS = (
 _BODY_TYPE = "(CASE WHEN json_valid(body) THEN json_extract(body, '$.type') END)"
 
 
-def open_read_only(path: str) -> sqlite3.Connection:
-    """A read-only connection to the queue file ``path``: ``mode=ro``, else ``immutable=1``.
+def open_read_only(path: str) -> tuple[sqlite3.Connection, tempfile.TemporaryDirectory | None]:
+    """A read-only connection to the queue file ``path``, and the temporary copy it reads, if any.
 
-    A WAL file needs its ``-shm`` file to be read, which a read-only folder
-    cannot give; ``immutable=1`` then reads the file as it is on disk (what a
-    running writer has not checkpointed yet is not seen, which is fine for a
-    file nobody may write). Raises :class:`QueueError` saying why when neither opens.
+    ``mode=ro`` first. A WAL file is read through its ``-shm`` file, which a
+    read-only folder may not give: then, when the WAL holds writes not yet
+    copied into the database (a server that was killed), the file and its WAL
+    are copied to a temporary folder and read there, so nothing is missed;
+    without such writes, ``immutable=1`` reads the file as it is. Raises
+    :class:`QueueError` saying why when none works.
     """
     if not os.path.isfile(path):
         raise QueueError(f"no local queue database at {path}; run `letsgo-worker serve` first or pass --db PATH")
-    uri = "file:" + quote(path)
-    problem: Exception | None = None
-    for options in ("mode=ro", "mode=ro&immutable=1"):
-        connection = sqlite3.connect(f"{uri}?{options}", uri=True, check_same_thread=False, isolation_level=None)
-        try:
-            connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            return connection
-        except sqlite3.DatabaseError as error:
-            problem = error
-            connection.close()
+    try:
+        return _connect_read_only(path, "mode=ro"), None
+    except sqlite3.DatabaseError as error:
+        problem: Exception = error
+    wal = path + "-wal"
+    try:
+        if os.path.isfile(wal) and os.path.getsize(wal) > 0:
+            snapshot = tempfile.TemporaryDirectory(prefix="letsgo-queue-")
+            copy = os.path.join(snapshot.name, os.path.basename(path))
+            shutil.copyfile(path, copy)
+            shutil.copyfile(wal, copy + "-wal")
+            return _connect_read_only(copy, "mode=ro"), snapshot
+        return _connect_read_only(path, "mode=ro&immutable=1"), None
+    except (sqlite3.DatabaseError, OSError) as error:
+        problem = error
     raise QueueError(f"cannot read the local queue database {path}: {problem}")
+
+
+def _connect_read_only(path: str, options: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(f"file:{quote(path)}?{options}", uri=True, check_same_thread=False,
+                                 isolation_level=None)
+    try:
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError:
+        connection.close()
+        raise
+    return connection
 
 
 class LocalInspector:
@@ -90,7 +109,7 @@ class LocalInspector:
         self.queue = queue
         self.read_only = read_only
         self._lock = threading.Lock()
-        self._connection = open_read_only(self.path)
+        self._connection, self._snapshot = open_read_only(self.path)
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise QueueError(f"{self.path} was written by a newer letsgo-worker (schema {version}); upgrade letsgo-worker")
@@ -116,6 +135,8 @@ class LocalInspector:
         """Close the inspector's read connection (the queue, if one was given, stays open)."""
         with self._lock:
             self._connection.close()
+        if self._snapshot is not None:
+            self._snapshot.cleanup()
 
     def __enter__(self) -> LocalInspector:
         return self
