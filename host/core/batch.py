@@ -33,11 +33,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.core.deadline import Deadline, wait_until_deadline
-from host.core.dispatch import Outcome, Status, dispatch, message_done, notify_rejection
+from host.core.dispatch import Outcome, Status, dispatch, message_context, message_done, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
 from host.core.logs import log_fields
 
 if TYPE_CHECKING:
+    from host.core.context import MessageContext
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.batch")
@@ -256,9 +257,16 @@ class _Batch:
             except Exception:  # the callback's failure is its own: the outcome and the batch stand
                 logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
         if self.done_hooks:
-            record = self.records[index]
-            attributes = record_attributes(record) if isinstance(record, dict) else {}
-            message_done(self.worker, self.done_hooks, outcome, attributes, _receive_count(attributes), self.lambda_context)
+            message_done(self.worker, self.done_hooks, outcome, lambda: self._context(index, outcome))
+
+    def _context(self, index: int, outcome: Outcome) -> MessageContext:
+        """The ``ctx`` ``letsgo_message_done`` gets for record ``index``: what the record and its outcome tell."""
+        record = self.records[index]
+        attributes = record_attributes(record) if isinstance(record, dict) else {}
+        return message_context(
+            self.worker, message_id=outcome.message_id, receive_count=_receive_count(attributes), type=outcome.type,
+            plugin=outcome.plugin, attributes=attributes, lambda_context=self.lambda_context,
+        )
 
     def _timed_out(self, index: int, started: float) -> Outcome:
         """The outcome of a record past the handler timeout; a sync handler's thread is set aside."""

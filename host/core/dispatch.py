@@ -15,10 +15,12 @@ import inspect
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.core.context import MessageContext, MessageLogger
+from host.core.plugins import call_impl
 from host.core.registry import Message
 
 if TYPE_CHECKING:
@@ -238,22 +240,18 @@ async def dispatch(
     return Outcome(Status.SUCCEEDED, message_id, entry.type, entry.plugin, duration_ms=(time.perf_counter() - started) * 1000)
 
 
-def message_done(
-    worker: Worker, hooks: list[Any], outcome: Outcome, attributes: dict[str, Any], receive_count: int,
-    lambda_context: Any,
-) -> None:
+def message_done(worker: Worker, hooks: list[Any], outcome: Outcome, context: Callable[[], MessageContext]) -> None:
     """Call each ``letsgo_message_done`` implementation in ``hooks`` with ``outcome`` and the message's ``ctx``.
 
-    Each is called even when one before it raised; what one raises is logged
-    naming its plugin, and changes neither the outcome nor the batch.
+    ``context()`` makes the ``ctx``, once, for the first implementation that
+    takes one. Each implementation is called even when one before it raised;
+    what one raises is logged naming its plugin, and changes neither the
+    outcome nor the batch.
     """
-    from host.core.plugins import call_impl
-
-    ctx = message_context(
-        worker, message_id=outcome.message_id, receive_count=receive_count, type=outcome.type,
-        plugin=outcome.plugin, attributes=attributes, lambda_context=lambda_context,
-    )
+    ctx = None
     for impl in hooks:
+        if ctx is None and "ctx" in impl.argnames:
+            ctx = context()
         try:
             result = call_impl(impl, outcome=outcome, ctx=ctx)
         except Exception:
@@ -262,7 +260,7 @@ def message_done(
                 impl.plugin_name, outcome.message_id or "without an id", outcome.status.value,
             )
             continue
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if close is not None:
                 close()  # never awaited: closing it spares a "was never awaited" warning per message

@@ -43,7 +43,7 @@ from host.ops.inspector import STATES
 
 if TYPE_CHECKING:
     from host.config import Settings
-    from host.core.dispatch import Outcome
+    from host.core.dispatch import Outcome, Status
     from host.core.worker import Worker
     from host.ops.inspector import Inspector
 
@@ -106,15 +106,26 @@ class PrometheusRecorder:
 
     def __init__(self) -> None:
         self.metrics = message_metrics()
+        # Each series looked up once: ``labels()`` checks and locks on every call, which would
+        # cost more than the count itself. Bounded: registered types (and "(unknown)") by outcome.
+        self._counts: dict[tuple[str, Status], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
 
     @hookimpl
     def letsgo_message_done(self, outcome: Outcome) -> None:
         """Count ``outcome`` under its type and outcome; observe its handler's duration when one ran."""
         type_ = outcome.metric_type
-        self.metrics.messages.labels(type_, outcome.status.value).inc()
+        key = (type_, outcome.status)
+        count = self._counts.get(key)
+        if count is None:
+            count = self._counts[key] = self.metrics.messages.labels(type_, outcome.status.value)
+        count.inc()
         seconds = outcome.handler_seconds
         if seconds is not None:
-            self.metrics.durations.labels(type_).observe(seconds)
+            durations = self._durations.get(type_)
+            if durations is None:
+                durations = self._durations[type_] = self.metrics.durations.labels(type_)
+            durations.observe(seconds)
 
 
 def install(worker: Worker) -> PrometheusRecorder:
