@@ -226,13 +226,13 @@ class Serve:
                 return int(line.rsplit(":", 1)[1])
         return None
 
-    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, dict, bytes]:
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             headers = {"Content-Type": "application/json"} if body is not None else {}
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
-            return response.status, dict(response.headers), response.read()
+            return response.status, response.headers, response.read()  # headers: case-insensitive
         finally:
             connection.close()
 
