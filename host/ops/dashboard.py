@@ -143,6 +143,11 @@ def messages_page(inspector: Inspector, state: State, *, type: str | None = None
         "next": offset + PAGE_SIZE if len(found) > PAGE_SIZE else None,
         "can_peek": inspector.can_peek,
         "peek_note": inspector.peek_note,
+        # SQS: listing waiting messages would receive them, delaying their delivery; only dead letters are looked at.
+        "unlisted": None if inspector.can_peek or state == "dead_letter" else (
+            f"{STATE_LABELS[state]} messages of an SQS queue are counted, not listed: looking at them would receive "
+            "them and hold up their delivery. The dead letters can be looked at."
+        ),
     }
 
 

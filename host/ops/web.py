@@ -190,6 +190,9 @@ class OpsWeb:
                 count = _queue_call(inspector.redrive, ids)
             else:
                 raise _Problem(400, "choose the messages to redrive (or redrive all)")
+            method = getattr(inspector, "redrive_method", None)  # SQS: a message-move task, or one by one
+            if method:
+                back["via"] = "task" if "StartMessageMoveTask" in method else "message"
         elif action == "delete":
             state = _state(form.get("state", [""])[0])
             if not ids:
@@ -204,7 +207,7 @@ class OpsWeb:
             raise _Problem(404, f"no dashboard action {action!r}; the actions are redrive, delete and purge")
         logger.info("dashboard: %s of %d message(s)", action, count)
         if _wants_json(request):
-            return _json(200, {"action": action, "count": count})
+            return _json(200, {"action": action, "count": count, "via": getattr(inspector, "redrive_method", None)})
         return _redirect("/dashboard/messages?" + urlencode({**back, "done": action, "count": count}))
 
     # -- login ----------------------------------------------------------------------------
@@ -340,10 +343,16 @@ def _form(request: Request) -> dict[str, list[str]]:
     return parse_qs(request.body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
+#: How an SQS redrive moved the messages, by the ``via`` of the notice.
+VIAS = {"task": " (by an SQS message-move task)", "message": " (one message at a time)"}
+
+
 def _notice(query: dict[str, str]) -> str | None:
     template = NOTICES.get(query.get("done", ""))
     count = query.get("count", "")
-    return template.format(count=int(count)) if template and count.isdigit() else None
+    if not template or not count.isdigit():
+        return None
+    return template.format(count=int(count)).removesuffix(".") + VIAS.get(query.get("via", ""), "") + "."
 
 
 def _wants_json(request: Request) -> bool:
