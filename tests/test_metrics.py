@@ -304,6 +304,23 @@ def test_serve_exposes_counts_durations_and_the_queue(serve, args):
     assert value(samples, "letsgo_queue_messages", state="in_flight") == 0
     assert value(samples, "letsgo_queue_oldest_age_seconds") >= 0
     assert value(samples, "letsgo_queue_up") == 1
+    folder = server.db.parent / "queue.db.metrics"
+    if args:  # the delivery processes' counts are in prometheus-client's files beside the queue
+        assert len({path.name.rsplit("_", 1)[1] for path in folder.glob("counter_*.db")}) >= 2
+    else:
+        assert not folder.exists()
+
+
+def test_a_metrics_folder_that_cannot_be_made_stops_start_up_saying_why(tmp_path):
+    from host.config import Settings
+    from host.errors import StartupError
+    from host.ops import metrics
+
+    (tmp_path / "sub").write_text("a file where the queue's folder should be")
+    settings = Settings.from_env({}, db_path=str(tmp_path / "sub" / "queue.db"), delivery_processes=2)
+    with pytest.raises(StartupError, match=r"queue\.db\.metrics, where serve --workers keeps"):
+        metrics.prepare_serve_metrics(settings)
+    assert metrics._multiprocess_folder is None
 
 
 def test_with_workers_counts_survive_a_restart_of_serve_only_as_a_fresh_start(serve, tmp_path):

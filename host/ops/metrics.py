@@ -158,7 +158,15 @@ def prepare_serve_metrics(settings: Settings) -> Settings:
     if settings.delivery_processes:
         folder = multiprocess_folder(settings.db_path)
         shutil.rmtree(folder, ignore_errors=True)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            from host.errors import StartupError
+
+            raise StartupError(
+                f"cannot create {folder}, where serve --workers keeps the delivery processes' metrics: "
+                f"{error.strerror or error}; it must be a folder this user can write, beside the queue (or pass another --db)"
+            ) from None
         set_process_environment(MULTIPROCESS_VARIABLE, folder)
         _multiprocess_folder = folder
     else:
