@@ -272,8 +272,12 @@ def test_sqs_finds_the_dead_letter_queue_from_the_redrive_policy_or_takes_it(aws
     found = SqsInspector(queue["url"], client=sqs)
     assert found.dlq_url == queue["dlq_url"] and found.max_receive_count == 4
     plain = create_queue(sqs)["url"]
-    with pytest.raises(QueueError, match="no dead-letter queue.*--dlq"):
-        SqsInspector(plain, client=sqs)
+    alone = SqsInspector(plain, client=sqs)  # counted still (serve --sqs on such a queue shows its numbers)
+    assert alone.stats().dead_letter == 0 and alone.messages("dead_letter") == []
+    assert "no dead-letter queue" in alone.dlq_problem and "--dlq" in alone.dlq_problem
+    for action in (lambda: alone.redrive(None), lambda: alone.purge_dead_letters(), lambda: alone.delete("dead_letter", ["x"])):
+        with pytest.raises(QueueError, match="no dead-letter queue"):
+            action()
     given = SqsInspector(plain, queue["dlq_url"], client=sqs)
     sqs.send_message(QueueUrl=queue["dlq_url"], MessageBody=ORDER)
     assert given.redrive(None) == 1

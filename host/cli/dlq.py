@@ -77,6 +77,8 @@ def cli_dlq(args: argparse.Namespace) -> int:
               " not a terminal to confirm it, so pass --yes", file=sys.stderr)
         return EXIT_USAGE
     inspector = open_inspector(args)
+    if getattr(inspector, "dlq_problem", None):
+        raise StartupError(inspector.dlq_problem)
     try:
         if args.dlq_command == "list":
             return _dlq_list(inspector, args.json)

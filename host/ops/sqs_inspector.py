@@ -45,7 +45,11 @@ class SqsInspector:
 
     :param dlq_url: the dead-letter queue; None: the one named by the queue's ``RedrivePolicy``
     :param client: a boto3 SQS client (default: the shared one of the queue's region)
-    :raises QueueError: the queue cannot be read, or it has no dead-letter queue and none is given
+    :raises QueueError: the queue cannot be read
+
+    A queue without a dead-letter queue (and none given) can still be counted;
+    :attr:`dlq_problem` says why there are no dead letters, and each action on
+    them raises :class:`QueueError` saying it.
     """
 
     can_peek = False
@@ -64,15 +68,14 @@ class SqsInspector:
         self.fifo = attributes.get("FifoQueue") == "true"
         policy = _redrive_policy(attributes.get("RedrivePolicy"))
         self.max_receive_count: int | None = policy.get("maxReceiveCount")
-        if dlq_url is None:
-            target = policy.get("deadLetterTargetArn")
-            if not target:
-                raise QueueError(
-                    f"the SQS queue {queue_url} has no dead-letter queue (no RedrivePolicy); pass --dlq DLQ_URL"
-                )
-            dlq_url = self._url_of(target)
+        #: Why there is no dead-letter queue to look at, or None.
+        self.dlq_problem: str | None = None
+        if dlq_url is None and policy.get("deadLetterTargetArn"):
+            dlq_url = self._url_of(policy["deadLetterTargetArn"])
+        elif dlq_url is None:
+            self.dlq_problem = f"the SQS queue {queue_url} has no dead-letter queue (no RedrivePolicy); pass --dlq DLQ_URL"
         self.dlq_url = dlq_url
-        self.dlq_arn = self._attributes(dlq_url, ["QueueArn"]).get("QueueArn", "")
+        self.dlq_arn = self._attributes(dlq_url, ["QueueArn"]).get("QueueArn", "") if dlq_url else ""
         self.peek_note = (
             "SQS has no true peek: looking at a dead-lettered message receives it, which adds one to its receive"
             f" count; it is hidden from other readers for a moment (at most {LOOK_SECONDS} s)."
@@ -113,13 +116,11 @@ class SqsInspector:
         main = self._attributes(self.queue_url, [
             "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed",
         ])
-        dead = self._attributes(self.dlq_url, ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
         return QueueStats(
             visible=int(main.get("ApproximateNumberOfMessages", 0)),
             in_flight=int(main.get("ApproximateNumberOfMessagesNotVisible", 0)),
             delayed=int(main.get("ApproximateNumberOfMessagesDelayed", 0)),
-            dead_letter=int(dead.get("ApproximateNumberOfMessages", 0))
-            + int(dead.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            dead_letter=self.stats_of_dlq() if self.dlq_url else 0,
             oldest_age_seconds=None,
             approximate=True,
         )
@@ -127,7 +128,7 @@ class SqsInspector:
     def messages(self, state: State, *, type: str | None = None, text: str | None = None,
                  limit: int = 50, offset: int = 0) -> list[MessageView]:
         """Dead letters, by a look that receives them (see :attr:`peek_note`); [] for the other states."""
-        if check_state(state) != "dead_letter":
+        if check_state(state) != "dead_letter" or not self.dlq_url:
             return []
         looked = self._look(LOOK_LIMIT)
         self._put_back(looked)
@@ -138,7 +139,7 @@ class SqsInspector:
 
     def message(self, state: State, message_id: str) -> MessageView | None:
         """The dead letter ``message_id``, by a look (see :attr:`peek_note`); None for the other states."""
-        if check_state(state) != "dead_letter":
+        if check_state(state) != "dead_letter" or not self.dlq_url:
             return None
         looked = self._look(LOOK_LIMIT, until={message_id})
         self._put_back(looked)
@@ -172,8 +173,15 @@ class SqsInspector:
 
     def stats_of_dlq(self) -> int:
         """How many messages the dead-letter queue holds, approximately (visible and hidden)."""
-        dead = self._attributes(self.dlq_url, ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+        dead = self._attributes(self._dead_letter_queue(), ["ApproximateNumberOfMessages",
+                                                            "ApproximateNumberOfMessagesNotVisible"])
         return int(dead.get("ApproximateNumberOfMessages", 0)) + int(dead.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+    def _dead_letter_queue(self) -> str:
+        """The dead-letter queue's URL; :class:`QueueError` saying why when there is none."""
+        if not self.dlq_url:
+            raise QueueError(self.dlq_problem or "no dead-letter queue")
+        return self.dlq_url
 
     def _put_back(self, messages: list[dict[str, Any]]) -> None:
         """Make looked-at messages visible again at once (failing that, they return after :data:`LOOK_SECONDS`)."""
@@ -208,6 +216,7 @@ class SqsInspector:
         where the endpoint lacks it. Chosen ids: message by message; an id not
         found in the dead-letter queue raises :class:`QueueError` naming it, and nothing moves.
         """
+        self._dead_letter_queue()
         if ids is None:
             count = self.stats_of_dlq()
             try:
@@ -254,6 +263,7 @@ class SqsInspector:
         """
         if check_state(state) != "dead_letter":
             raise QueueError(f"only dead letters can be deleted from SQS here, not {state.replace('_', '-')} messages")
+        self._dead_letter_queue()
         wanted = set(ids)
         looked = self._look(LOOK_LIMIT, until=wanted)
         chosen = [message for message in looked if message["MessageId"] in wanted]
@@ -264,7 +274,7 @@ class SqsInspector:
 
     def purge_dead_letters(self) -> int:
         """``PurgeQueue`` on the dead-letter queue; return how many it held, approximately."""
-        count = self.stats_of_dlq()
+        count = self.stats_of_dlq()  # raises when there is no dead-letter queue
         self._call("purge_queue", QueueUrl=self.dlq_url)
         return count
 
