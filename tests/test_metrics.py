@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from host import hookimpl
 from host.testing import run_batch, wait_until, write_distribution
+from moto_server import aws, moto_server  # noqa: F401  (fixtures)
 
 WAIT = 60  # seconds a test waits for something that should happen soon; never reached when correct
 
@@ -200,20 +201,21 @@ def letsgo_register_messages(register):
 class Serve:
     """``letsgo-worker serve`` on a free port of 127.0.0.1, stopped by PID after the test."""
 
-    def __init__(self, home: Path, *args: str) -> None:
+    def __init__(self, home: Path, *args: str, **extra_env: str) -> None:
         site = home / "site"
         write_distribution(site, "metrics-test-plugin", "metrics_test_plugin", PLUGIN)
         env = {key: val for key, val in os.environ.items() if not key.startswith(("LETSGO_", "PORT", "PROMETHEUS"))}
         env.update(
             PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
             LETSGO_WORKER_MAX_RECEIVE_COUNT="2", LETSGO_WORKER_BACKOFF_BASE_SECONDS="0.1",
-            LETSGO_WORKER_BACKOFF_MAX_SECONDS="0.5", LETSGO_WORKER_LOG_LEVEL="INFO",
+            LETSGO_WORKER_BACKOFF_MAX_SECONDS="0.5", LETSGO_WORKER_LOG_LEVEL="INFO", **extra_env,
         )
         self.db = home / "queue.db"
         self.log = home / f"serve-{uuid.uuid4().hex[:8]}.log"
         self._stderr = open(self.log, "w")
+        queue = list(args) if "--sqs" in args else ["--db", str(self.db), *args]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "host.cli", "serve", "--port", "0", "--db", str(self.db), *args],
+            [sys.executable, "-m", "host.cli", "serve", "--port", "0", *queue],
             cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
         )
         self.port = wait_until(self._port, WAIT, message=f"serve to listen (log: {self.log})")
@@ -246,9 +248,9 @@ class Serve:
         assert headers["Content-Type"].startswith("text/plain; version=")
         return parse(body)
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
+            os.kill(self.process.pid, sig)
             try:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
@@ -261,8 +263,8 @@ class Serve:
 def serve(tmp_path):
     started: list[Serve] = []
 
-    def start(*args: str) -> Serve:
-        server = Serve(tmp_path, *args)
+    def start(*args: str, **extra_env: str) -> Serve:
+        server = Serve(tmp_path, *args, **extra_env)
         started.append(server)
         return server
 
@@ -336,3 +338,29 @@ def test_with_workers_counts_survive_a_restart_of_serve_only_as_a_fresh_start(se
     second.send('{"type": "metrics:ok", "payload": {}}')
     wait_until(lambda: value(second.metrics(), "letsgo_messages_total", type="metrics:ok", outcome="succeeded") == 1,
                WAIT, message="the second run's message to be counted")
+
+
+def test_serve_sqs_counts_what_it_delivers_from_sqs(aws, serve):
+    """Under ``serve --sqs`` the same counters count messages read from SQS (moto's server here)."""
+    from moto_server import create_queue
+
+    sqs = aws.client("sqs")
+    queue = create_queue(sqs, dlq_max_receive_count=2)
+    for body in ('{"type": "metrics:ok", "payload": {}}', '{"type": "metrics:ok", "payload": {}}',
+                 '{"type": "metrics:boom", "payload": {}}', '{"type": "nobody:handles-this", "payload": {}}'):
+        sqs.send_message(QueueUrl=queue["url"], MessageBody=body)
+    server = serve("--sqs", queue["url"], **aws.environ())
+
+    def counted():
+        samples = server.metrics()
+        done = (
+            value(samples, "letsgo_messages_total", type="metrics:ok", outcome="succeeded") == 2
+            and value(samples, "letsgo_messages_total", type="metrics:boom", outcome="failed") == 2
+            # SQS backs a rejected message off like a failure and its redrive policy dead-letters it.
+            and value(samples, "letsgo_messages_total", type="(unknown)", outcome="rejected") >= 1
+        )
+        return samples if done else None
+
+    samples = wait_until(counted, WAIT, message="the SQS messages to be counted")
+    assert value(samples, "letsgo_handler_duration_seconds_count", type="metrics:ok") == 2
+    server.stop(signal.SIGKILL)  # its 10 s long poll would hold a graceful stop
