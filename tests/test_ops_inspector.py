@@ -171,6 +171,8 @@ def test_a_failure_keeps_its_traceback_without_the_hosts_frames(delivered):
     assert view.last_error == "RuntimeError: card declined for A-17"
     trace = view.last_traceback
     assert trace.startswith("Traceback (most recent call last):")
+    first_frame = trace.splitlines()[1]  # the plugin's own: not the host's, nor the thread pool that ran it
+    assert first_frame.strip().startswith(f'File "{__file__}"') and first_frame.endswith("in fail_in_plugin_code")
     assert "fail_in_plugin_code" in trace and "charge_card" in trace and trace.endswith("RuntimeError: card declined for A-17")
     host_folder = os.path.dirname(os.path.dirname(os.path.abspath(__import__("host").__file__)))
     assert f"{os.sep}host{os.sep}" not in trace.replace(host_folder + os.sep + "tests", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import sysconfig
 import traceback
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -28,6 +29,11 @@ OUTCOME_MINUTES_KEPT = 60 * 60
 
 #: The folder of the host package: its frames are left out of a failure's traceback.
 _HOST_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+#: The standard library's folder: its frames above the plugin's first one are how the host called it.
+_STDLIB_FOLDER = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+#: Where installed distributions live, which may be inside the standard library's folder.
+_SITE_FOLDERS = tuple({os.path.abspath(sysconfig.get_paths()[key]) + os.sep for key in ("purelib", "platlib")})
 
 
 class Decision(NamedTuple):
@@ -49,16 +55,26 @@ class Decision(NamedTuple):
 def plugin_traceback(error: BaseException | None) -> str | None:
     """``error``'s traceback without the frames of the host's own files: what the plugin's author needs.
 
-    A chained exception (``raise ... from``) keeps its causes, each filtered the same way.
+    The frames of the host package are dropped, and so are the standard
+    library's above the plugin's first frame (the thread pool or event loop
+    that ran the handler); the standard library's frames the plugin called
+    stay. A chained exception (``raise ... from``) keeps its causes, each
+    filtered the same way.
     """
     if error is None:
         return None
     exception = traceback.TracebackException.from_exception(error)
     for link in _chain(exception):
-        link.stack = traceback.StackSummary.from_list(
-            [frame for frame in link.stack if not os.path.abspath(frame.filename).startswith(_HOST_FOLDER)]
-        )
+        frames = [frame for frame in link.stack if not os.path.abspath(frame.filename).startswith(_HOST_FOLDER)]
+        while frames and _in_stdlib(frames[0].filename):
+            frames.pop(0)
+        link.stack = traceback.StackSummary.from_list(frames)
     return "".join(exception.format()).rstrip("\n")
+
+
+def _in_stdlib(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return path.startswith(_STDLIB_FOLDER) and not path.startswith(_SITE_FOLDERS)
 
 
 def _chain(exception: traceback.TracebackException) -> list[traceback.TracebackException]:

@@ -161,7 +161,7 @@ class SqsInspector:
         while len(seen) < min(most, max(expected, 1)):
             response = self._call(
                 "receive_message", QueueUrl=self.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=LOOK_SECONDS,
-                WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"],
+                WaitTimeSeconds=1 if expected else 0, AttributeNames=["All"], MessageAttributeNames=["All"],
             )
             batch = response.get("Messages", [])
             fresh = [message for message in batch if message["MessageId"] not in seen]
