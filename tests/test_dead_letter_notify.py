@@ -135,3 +135,75 @@ def test_without_a_known_maximum_a_failure_does_not_notify(make_worker, recorder
     worker = make_worker(plugins=[Handlers(), recorder], entry_points=False)
     result = run_batch(worker, {"type": "test:boom", "payload": {}}, receive_count=99)  # Lambda: no redrive policy known
     assert result.response()["batchItemFailures"] and recorder.texts == []
+
+
+SINK_PLUGIN = '''
+import json, os
+from host import hookimpl
+
+@hookimpl
+def letsgo_register_messages(register):
+    def boom(message, ctx):
+        raise RuntimeError(f"API down on receive {ctx.receive_count}")
+    register("test:boom", boom)
+
+@hookimpl
+def letsgo_notify(notification):
+    with open(os.environ["SINK_LOG"], "a") as log:
+        log.write(json.dumps({"text": notification.text, "level": notification.level}) + "\\n")
+'''
+
+
+def test_serve_notifies_once_when_a_message_uses_up_its_retries(tmp_path):
+    """The whole path in a real ``serve``: a message that always fails, and what reaches the sink."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from host.testing import write_distribution
+
+    write_distribution(tmp_path / "site", "sink-test-plugin", "sink_test_plugin", SINK_PLUGIN)
+    sink = tmp_path / "sink.jsonl"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("LETSGO_", "PORT"))}
+    env.update(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               SINK_LOG=str(sink), LETSGO_WORKER_MAX_RECEIVE_COUNT="3", LETSGO_WORKER_BACKOFF_BASE_SECONDS="0.05",
+               LETSGO_WORKER_BACKOFF_MAX_SECONDS="0.1", LETSGO_WORKER_LOG_LEVEL="INFO")
+    log = tmp_path / "serve.log"
+    with open(log, "w") as stderr:
+        server = subprocess.Popen([sys.executable, "-m", "host.cli", "serve", "--port", "0", "--db", str(tmp_path / "q.db")],
+                                  cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        def port():
+            for line in log.read_text().splitlines():
+                if line.startswith("letsgo-worker listening on http://127.0.0.1:"):
+                    return int(line.rsplit(":", 1)[1])
+            assert server.poll() is None, log.read_text()
+            return None
+
+        url = f"http://127.0.0.1:{wait_until(port, timeout=30)}/"
+        request = urllib.request.Request(url, data=body("test:boom").encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 201
+            [message_id] = json.loads(answer.read())["messageIds"]
+
+        def notified():
+            lines = sink.read_text().splitlines() if sink.exists() else []
+            return [json.loads(line) for line in lines]
+
+        [notice] = wait_until(notified, timeout=30, message="the dead-letter notification")
+        assert notice["level"] == "error" and "*Receive count:* 3" in notice["text"]
+        assert "*Type:* test:boom" in notice["text"] and "API down on receive 3" in notice["text"]
+        assert f"*Message Id:* {message_id}" in notice["text"]
+        stats = subprocess.run([sys.executable, "-m", "host.cli", "queue", "stats", "--json", "--db", str(tmp_path / "q.db")],
+                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert json.loads(stats.stdout)["dead_letter"] == 1, stats.stderr
+        assert len(notified()) == 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
