@@ -216,7 +216,13 @@ class LocalInspector:
 
     @staticmethod
     def _table(state: State) -> tuple[str, str]:
-        return ("dead_letters", _DEAD_LETTER_COLUMNS) if state == "dead_letter" else ("messages", _MESSAGE_COLUMNS)
+        if state == "dead_letter":
+            return "dead_letters", _DEAD_LETTER_COLUMNS
+        if state == "visible":
+            return "messages", _MESSAGE_COLUMNS
+        # The hidden (delayed, in flight) are usually few among many visible: find them on the
+        # visibility index, rather than walk every message in queue order.
+        return "messages INDEXED BY messages_by_visibility", _MESSAGE_COLUMNS
 
     # -- writing -------------------------------------------------------------------
 
@@ -253,7 +259,7 @@ class LocalInspector:
 
         def delete(connection: sqlite3.Connection) -> int:
             where, parameters = self._where(state)
-            table, _ = self._table(state)
+            table = "dead_letters" if state == "dead_letter" else "messages"
             return sum(
                 connection.execute(f"DELETE FROM {table} WHERE {where} AND id = ?", [*parameters, message_id]).rowcount
                 for message_id in wanted
