@@ -289,6 +289,9 @@ def test_serve_exposes_counts_durations_and_the_queue(serve, args):
             value(samples, "letsgo_messages_total", type="metrics:ok", outcome="succeeded") == 5
             and value(samples, "letsgo_messages_total", type="metrics:boom", outcome="failed") == 2
             and value(samples, "letsgo_queue_messages", state="dead_letter") == 3
+            # Counted as soon as known, settled within moments: wait for the queue to catch up.
+            and value(samples, "letsgo_queue_messages", state="in_flight") == 0
+            and value(samples, "letsgo_queue_messages", state="visible") == 0
         )
         return samples if done else None
 
