@@ -39,11 +39,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
 from host import hookimpl
+from host.core.dispatch import Status
 from host.ops.inspector import STATES
 
 if TYPE_CHECKING:
     from host.config import Settings
-    from host.core.dispatch import Outcome, Status
+    from host.core.dispatch import Outcome
     from host.core.worker import Worker
     from host.ops.inspector import Inspector
 
@@ -52,8 +53,8 @@ logger = logging.getLogger("letsgo.metrics")
 #: Handler durations in seconds: from a quick API call to the visibility timeout's range.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
-#: Every outcome a message can have, each counted from zero for every registered type.
-OUTCOMES = ("succeeded", "failed", "rejected")
+#: Every outcome a message can have (succeeded, failed, rejected), each counted from zero for every registered type.
+OUTCOMES = tuple(status.value for status in Status)
 
 #: The environment variable through which prometheus-client finds its multiprocess folder.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
