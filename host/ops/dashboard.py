@@ -143,6 +143,8 @@ def messages_page(inspector: Inspector, state: State, *, type: str | None = None
         "next": offset + PAGE_SIZE if len(found) > PAGE_SIZE else None,
         "can_peek": inspector.can_peek,
         "peek_note": inspector.peek_note,
+        # SQS without a dead-letter queue: why there is nothing to show or redrive.
+        "dlq_problem": getattr(inspector, "dlq_problem", None) if state == "dead_letter" else None,
         # SQS: listing waiting messages would receive them, delaying their delivery; only dead letters are looked at.
         "unlisted": None if inspector.can_peek or state == "dead_letter" else (
             f"{STATE_LABELS[state]} messages of an SQS queue are counted, not listed: looking at them would receive "
@@ -157,9 +159,14 @@ def message_row(message: MessageView) -> dict[str, Any]:
         "view": message,
         "sent": when(message.sent_at),
         "last_received": when(message.last_received_at),
-        "summary": (message.reason or message.last_error or "")[:160],
+        # The last error says what went wrong; the reason (retries used up, rejected) is the detail page's.
+        "summary": _shorten(message.last_error or message.reason or "", 160),
         "preview": message.body[:120],
     }
+
+
+def _shorten(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1] + "…"
 
 
 def message_detail(message: MessageView) -> dict[str, Any]:

@@ -185,7 +185,7 @@ class OpsWeb:
         back = {"state": "dead_letter"}
         if action == "redrive":
             if form.get("all", [""])[0] == "1":
-                count = inspector.redrive(None)
+                count = _queue_call(inspector.redrive, None, status=409)
             elif ids:
                 count = _queue_call(inspector.redrive, ids)
             else:
@@ -202,7 +202,7 @@ class OpsWeb:
         elif action == "purge":
             if form.get("confirm", [""])[0] != "purge":
                 raise _Problem(400, "purging deletes every dead letter: confirm it on /dashboard/purge")
-            count = inspector.purge_dead_letters()
+            count = _queue_call(inspector.purge_dead_letters, status=409)
         else:
             raise _Problem(404, f"no dashboard action {action!r}; the actions are redrive, delete and purge")
         logger.info("dashboard: %s of %d message(s)", action, count)
@@ -328,12 +328,13 @@ def _offset(text: str) -> int:
     return int(text)
 
 
-def _queue_call(call: Callable[..., int], *args: Any) -> int:
-    """An inspector action; a :class:`QueueError` (an id that is not there) is the client's 404."""
+def _queue_call(call: Callable[..., int], *args: Any, status: int = 404) -> int:
+    """An inspector action; its :class:`QueueError` (an id that is not there: 404; no dead-letter queue: 409)
+    is answered with ``status`` and the error's words, not as a failure of the server."""
     try:
         return call(*args)
     except QueueError as error:
-        raise _Problem(404, str(error)) from None
+        raise _Problem(status, str(error)) from None
 
 
 def _form(request: Request) -> dict[str, list[str]]:
