@@ -113,3 +113,5 @@ def test_stats_and_list_on_sqs(aws, tmp_path):
     listed = run(tmp_path, "queue", "list", "--state", "dead_letter", "--json", "--sqs", queue["url"], env=aws.environ())
     assert [view["body"] for view in json.loads(listed.stdout)] == [ORDER]
     assert "no true peek" in listed.stderr
+    refused = run(tmp_path, "queue", "list", "--sqs", queue["url"], env=aws.environ())
+    assert refused.returncode == 2 and "only its dead letters can be listed" in refused.stderr

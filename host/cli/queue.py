@@ -153,7 +153,11 @@ def _list(inspector: Inspector, args: argparse.Namespace) -> int:
     from host.errors import QueueError, StartupError
     from host.local.schema import iso_time
 
-    if inspector.peek_note and args.state == "dead_letter":
+    if not inspector.can_peek and args.state != "dead_letter":
+        raise StartupError(f"{inspector.name} is an SQS queue: only its dead letters can be listed (--state"
+                           " dead_letter); a look at the live queue would be a receive, counting toward its"
+                           " maxReceiveCount. `letsgo-worker queue stats --sqs` counts them")
+    if inspector.peek_note:
         print(f"note: {inspector.peek_note}", file=sys.stderr)
     try:
         views = inspector.messages(args.state, type=args.type, text=args.text, limit=args.limit, offset=args.offset)
