@@ -143,3 +143,32 @@ def test_writes_left_in_the_wal_of_a_killed_server_are_seen_in_a_read_only_folde
         assert [letter["id"] for letter in letters] == ["dead-1", "dead-2"]
     finally:
         undo(folder, how)
+
+
+def version_1_file(path) -> None:
+    import sqlite3
+
+    from test_local_queue import VERSION_1_SCHEMA
+
+    connection = sqlite3.connect(path)
+    connection.executescript(VERSION_1_SCHEMA)
+    connection.close()
+
+
+def test_a_file_of_an_older_schema_is_brought_up_to_date_when_it_may_be_written(tmp_path):
+    version_1_file(tmp_path / "old.db")
+    letters = json.loads(run(tmp_path, "dlq", "list", "--json", "--db", str(tmp_path / "old.db")).stdout)
+    assert [letter["id"] for letter in letters] == ["d-1"] and letters[0]["last_traceback"] is None
+
+
+def test_a_read_only_file_of_an_older_schema_is_one_line_saying_what_to_do(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    version_1_file(folder / "worker.db")
+    how = make_read_only(folder)
+    try:
+        result = run(tmp_path, "dlq", "list", "--db", str(folder / "worker.db"))
+    finally:
+        undo(folder, how)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has schema 1" in result.stderr and "run `letsgo-worker serve` once on a writable copy" in result.stderr

@@ -122,14 +122,20 @@ class LocalInspector:
         return cls(queue.path, queue=queue)
 
     def _migrate(self, version: int) -> None:
-        if self.read_only:
-            raise QueueError(
-                f"{self.path} has schema {version}, older than this letsgo-worker's {SCHEMA_VERSION}, and is read-only;"
-                " run `letsgo-worker serve` on a writable copy once to bring it up to date"
-            )
+        """Bring a file of an older schema up to date, as ``serve`` would; a read-only one cannot be."""
         from host.local.queue import LocalQueue
 
-        LocalQueue(self.path, create=False).close()  # opening a queue brings its file up to date
+        problem = "it is opened read-only"
+        if not self.read_only:
+            try:
+                LocalQueue(self.path, create=False).close()  # opening a queue brings its file up to date
+                return
+            except QueueError as error:
+                problem = str(error)
+        raise QueueError(
+            f"{self.path} has schema {version}, older than this letsgo-worker's {SCHEMA_VERSION}, and cannot be"
+            f" brought up to date ({problem}); run `letsgo-worker serve` once on a writable copy of it"
+        )
 
     def close(self) -> None:
         """Close the inspector's read connection (the queue, if one was given, stays open)."""
