@@ -165,7 +165,11 @@ def test_metrics_is_served_beside_the_dashboard(server):
 
 
 def test_read_only_shows_everything_and_refuses_actions(tmp_path):
-    with serve(tmp_path, LETSGO_WORKER_DASHBOARD_READ_ONLY="1") as server:
+    with serve(tmp_path, LETSGO_WORKER_DASHBOARD_READ_ONLY="1", LETSGO_WORKER_PLUGINS="dashfault,dashbroken") as server:
+        overview = get(server.url + "/dashboard")[1]
+        # A plugin that failed to load is on the overview, named with its distribution and its error.
+        assert "dashbroken" in overview and "dash-broken" in overview and "libinventory client" in overview
+        assert "libinventory client" in get(server.url + "/dashboard/plugins")[1]
         message_id = enqueue(server.url, {"type": "dash.fragile", "payload": {"order": 1}})
         wait_for(lambda: get(server.url + f"/dashboard/message?state=dead_letter&id={message_id}")[0] == 200, what="dead letter")
         page = get(server.url + f"/dashboard/message?state=dead_letter&id={message_id}")[1]

@@ -154,3 +154,14 @@ def test_usage_help_and_a_queue_that_does_not_exist(aws, tmp_path):  # noqa: F81
     gone = run_cli("dashboard", "--sqs", aws.url + "/123456789012/no-such-queue", "--port", "0", env=env_for(aws), timeout=60)
     assert gone.returncode == 2
     assert "no-such-queue" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_serve_sqs_shows_its_queue(aws, queues, tmp_path):  # noqa: F811
+    from reliability.reliability_kit import Server
+
+    with Server(tmp_path / "unused.db", tmp_path / "serve.log", env_for(aws), "--sqs", queues["url"]) as server:
+        counts = stats(server.url)
+        assert counts["dead_letter"] == 3 and counts["approximate"] is True
+        html = get(server.url + "/dashboard/messages?state=dead_letter")[1]
+        assert "SQS has no true peek" in html and len(re.findall(r'name="ids" value="', html)) == 3
+

@@ -58,9 +58,14 @@ def install_fault_plugin(root: Path) -> Path:
     return root
 
 
+#: A plugin that cannot be imported: the dashboard lists it among the plugins that failed to load.
+BROKEN_PLUGIN = 'raise ImportError("dashbroken needs the libinventory client, which is not installed")\n'
+
+
 def serve(tmp: Path, **variables: str) -> Server:
     """A ``serve`` (to start, or use in a with block) with the fault plugin (and the built-ins), quick retries, 2 receives before the DLQ."""
     site = install_fault_plugin(tmp / "site")
+    write_distribution(site, "dash-broken", "dashbroken", BROKEN_PLUGIN, version="0.9.0")
     env = clean_env(**{
         "PYTHONPATH": str(site), "LETSGO_WORKER_PLUGINS": PLUGIN, "LETSGO_WORKER_MAX_RECEIVE_COUNT": "2",
         "LETSGO_WORKER_BACKOFF_BASE_SECONDS": "0", "LETSGO_WORKER_BACKOFF_MAX_SECONDS": "0",

@@ -34,6 +34,10 @@ def test_see_counts_read_the_error_fix_and_redrive(server, page):
     assert "dash.ok" in page.locator("table.outcomes").inner_text()
 
     page.click("a.count.dead_letter")
+    selected = page.locator("[data-needs-selection]")
+    assert selected.is_disabled()  # the script: nothing ticked, nothing to redrive
+    page.check("[data-select-all]")
+    assert selected.inner_text() == "Redrive selected (1)" and selected.is_enabled()
     page.click(f'a.message-link[href*="{broken}"]')
     assert "inventory service offline while reserving order 42" in page.locator(".last-error").inner_text()
     assert "InventoryOffline" in page.locator("pre.traceback").inner_text()
