@@ -127,10 +127,16 @@ class SqsInspector:
 
     def messages(self, state: State, *, type: str | None = None, text: str | None = None,
                  limit: int = 50, offset: int = 0) -> list[MessageView]:
-        """Dead letters, by a look that receives them (see :attr:`peek_note`); [] for the other states."""
+        """Dead letters, by a look that receives them (see :attr:`peek_note`); [] for the other states.
+
+        SQS hands messages out in no set order: those looked at are sorted by
+        when they were sent, and a search looks at up to :data:`LOOK_LIMIT` of them.
+        """
         if check_state(state) != "dead_letter" or not self.dlq_url:
             return []
-        looked = self._look(LOOK_LIMIT)
+        # Without a filter, a page needs no more than its own messages and those before it.
+        wanted = LOOK_LIMIT if type is not None or text else min(LOOK_LIMIT, max(0, offset) + max(0, limit))
+        looked = self._look(wanted)
         self._put_back(looked)
         views = [self._view(message) for message in looked]
         views = [v for v in views if (type is None or v.type == type) and (not text or text in v.body)]
