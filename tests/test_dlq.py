@@ -51,6 +51,22 @@ def test_list_shows_each_message_with_body_receive_count_last_error_and_reason(d
     assert "2 dead-lettered messages" in text
 
 
+def test_list_shows_a_failures_traceback_indented(tmp_path):
+    path = tmp_path / "worker.db"
+    try:
+        raise RuntimeError("API down")
+    except RuntimeError as error:
+        failure = error
+    with LocalQueue(path, max_receive_count=1) as queue:
+        queue.enqueue_many([("failed-1", '{"type": "OrderNew", "payload": {}}')])
+        records = queue.receive(10, 1)
+        queue.settle(records, [Outcome(Status.FAILED, "failed-1", "OrderNew", error=failure)])
+    text = run(tmp_path, "list", "--db", str(path)).stdout
+    assert "  traceback:  Traceback (most recent call last):" in text
+    assert '              File "' in text and 'raise RuntimeError("API down")' in text
+    assert "              RuntimeError: API down" in text
+
+
 def test_list_json(db, tmp_path):
     result = run(tmp_path, "list", "--json", "--db", str(db))
     letters = {letter["id"]: letter for letter in json.loads(result.stdout)}

@@ -135,6 +135,9 @@ def _dlq_list(inspector: Inspector, as_json: bool) -> int:
         print(f"{printable(letter.id)}  received {letter.receive_count} time{'s' * (letter.receive_count != 1)}{when}")
         print(f"  reason:     {printable(letter.reason or '-')}")
         print(f"  last error: {printable(letter.last_error or '-')}")
+        if letter.last_traceback:
+            lines = letter.last_traceback.splitlines()
+            print("  traceback:  " + "\n              ".join(printable(line) for line in lines))
         print(f"  body:       {printable(letter.body)}")
     print(f"{len(letters)} dead-lettered message{'s' * (len(letters) != 1)}; "
           "`letsgo-worker dlq redrive ID` or `--all` sends them back")
