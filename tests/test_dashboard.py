@@ -212,6 +212,15 @@ def test_beyond_loopback_without_a_token_every_page_is_refused():
     assert guarded.handle(Request("GET", "/dashboard", {}, bearer)).status == 200
 
 
+def test_on_loopback_only_loopback_names_are_served(server):
+    # DNS rebinding: another site's name resolving to 127.0.0.1 would make its page same-origin with the dashboard.
+    status, text, _ = get(server.url + "/dashboard", Host=f"rebind.example:{server.port}")
+    assert status == 403 and "not a name of this machine" in text
+    assert get(server.url + "/metrics", Host="rebind.example")[0] == 403
+    for name in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", "127.0.0.1"):
+        assert get(server.url + "/dashboard", Host=name)[0] == 200, name
+
+
 def test_age_text_and_chart():
     assert dashboard.age_text(None) == "-"
     assert dashboard.age_text(42.9) == "42 s"
@@ -224,3 +233,14 @@ def test_age_text_and_chart():
     assert chart["peak"] == 8 and [s[0] for s in last.segments] == ["succeeded", "failed"]
     assert sum(s[2] for s in last.segments) == pytest.approx(chart["height"])
     assert all(not bar.segments for bar in chart["bars"][:-1])  # the hour-old minute is outside the chart
+
+
+def test_the_dashboard_module_imports_no_heavy_library_until_a_page_is_asked():
+    import subprocess
+    import sys
+
+    code = ("import sys, host.ops.web, host.cli.dashboard; "
+            "print(sorted(m for m in ('jinja2', 'prometheus_client', 'boto3', 'playwright') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == "[]"

@@ -5,7 +5,9 @@
   scrapers and scripts) or the cookie the login form sets (for people). With no
   token configured there, the dashboard refuses every request and says which
   variable to set, rather than showing the queue to the network. On loopback a
-  configured token is required too; none configured means open to this machine.
+  configured token is required too; none configured means open to this machine,
+  under a loopback name only (a ``Host`` such as ``evil.example`` is refused, so
+  that DNS rebinding cannot make another site's page same-origin with it).
 - **Same origin.** An action (any POST) carrying another site's ``Origin`` or a
   ``Sec-Fetch-Site`` of ``cross-site``/``same-site`` is refused with 403, so a
   page a user visits cannot drive the dashboard through the user's browser.
@@ -73,6 +75,12 @@ class Guard:
         """None when the request may see the dashboard; else why not (401, or 403 with nothing configured)."""
         if self.token is None:
             if self.loopback:
+                # A page of another site whose name is made to resolve to 127.0.0.1 (DNS rebinding) would
+                # otherwise be same-origin with the dashboard: on loopback, only loopback names are served.
+                host = headers.get("Host", "")
+                if not is_loopback_name(host):
+                    return Refusal(403, f"refused: Host {host[:100]!r} is not a name of this machine; open the "
+                                        "dashboard at http://127.0.0.1:PORT/dashboard (or set LETSGO_WORKER_DASHBOARD_TOKEN)")
                 return None
             return Refusal(403, "the dashboard and /metrics are bound beyond this machine and need a token: "
                                 "set LETSGO_WORKER_DASHBOARD_TOKEN and restart")
@@ -112,6 +120,23 @@ class Guard:
             return Refusal(403, "this dashboard is read-only (--read-only or LETSGO_WORKER_DASHBOARD_READ_ONLY): "
                                 "actions are refused")
         return None
+
+
+def is_loopback_name(host: str) -> bool:
+    """Whether a Host header value names this machine: localhost, 127.0.0.0/8 or [::1], with any port."""
+    import ipaddress
+
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def cookies(headers: Headers) -> dict[str, str]:
