@@ -244,3 +244,30 @@ def test_the_dashboard_module_imports_no_heavy_library_until_a_page_is_asked():
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "[]"
+
+
+def test_messages_are_paged_fifty_at_a_time(tmp_path):
+    from host.local.queue import LocalQueue
+    from host.ops.local_inspector import LocalInspector
+    from host.ops.web import build
+
+    queue = LocalQueue(str(tmp_path / "paged.db"))
+    try:
+        queue.enqueue_many([(f"m-{n:03}", '{"type": "dash.ok", "payload": {"order": %d}}' % n) for n in range(120)])
+        web = build(LocalInspector.of_queue(queue), None, host="127.0.0.1", token=None, read_only=False)
+        host = Headers([("Host", "127.0.0.1")])
+
+        def page(offset: str) -> str:
+            response = web.handle(Request("GET", "/dashboard/messages", {"state": "visible", "offset": offset}, host))
+            assert response.status == 200
+            return response.body
+
+        first = page("0")
+        assert first.count('class="message-link"') == 50 and "m-000" in first and "m-050" not in first
+        assert "offset=50" in first and "Previous" not in first
+        last = page("100")
+        assert last.count('class="message-link"') == 20 and "m-119" in last
+        assert "offset=50" in last and "Next" not in last
+        web.close()
+    finally:
+        queue.close()
