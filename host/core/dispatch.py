@@ -254,7 +254,7 @@ def message_done(worker: Worker, hooks: list[Any], outcome: Outcome, context: Ca
             ctx = context()
         try:
             result = call_impl(impl, outcome=outcome, ctx=ctx)
-        except Exception:
+        except (Exception, SystemExit):  # as for handlers: a sys.exit() here must not end the batch's thread
             logger.exception(
                 "plugin %r failed in letsgo_message_done for message %s; the message's outcome (%s) stands",
                 impl.plugin_name, outcome.message_id or "without an id", outcome.status.value,
