@@ -271,3 +271,20 @@ def test_messages_are_paged_fifty_at_a_time(tmp_path):
         web.close()
     finally:
         queue.close()
+
+
+def test_a_plugin_route_under_the_dashboard_is_a_start_up_error(tmp_path):
+    from host.testing import write_distribution
+    from reliability.reliability_kit import clean_env, run_cli
+
+    source = (
+        "from host import hookimpl\n"
+        "@hookimpl\n"
+        "def letsgo_register_routes(register):\n"
+        "    register('GET', '/dashboard/mine', lambda request: None)\n"
+    )
+    write_distribution(tmp_path / "site", "dash-squatter", "dashsquatter", source)
+    env = clean_env(PYTHONPATH=str(tmp_path / "site"), LETSGO_WORKER_PLUGINS="dashsquatter")
+    result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "q.db"), env=env, timeout=120)
+    assert result.returncode == 2
+    assert "plugin 'dashsquatter' registered GET /dashboard/mine, which the dashboard serves" in result.stderr

@@ -227,7 +227,12 @@ class Runtime:
 
     def _dashboard(self, schedule):
         """``/dashboard`` and ``/metrics`` of this server, looking into the queue it delivers from."""
-        from host.ops.web import build
+        from host.ops.web import OpsWeb, build
+
+        for route in self.server.routes:  # the dashboard answers first: a plugin's route there would never be called
+            if OpsWeb.serves(route.path):
+                raise StartupError(f"plugin {route.plugin!r} registered {route.method} {route.path}, which the dashboard"
+                                   " serves (/dashboard and below, /metrics); register another path")
 
         if self.queue is not None:
             from host.ops.local_inspector import LocalInspector

@@ -15,9 +15,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """One headless chromium for the session, closed at its end."""
+    """One headless chromium per test module, closed at its end.
+
+    Not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and the tests that follow run event loops of their own.
+    """
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
