@@ -165,9 +165,13 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
     failed and :class:`PartnerEventFailed` when a partner event's message did.
     """
     if is_sqs_event(event):
+        from host.aws.lambda_settle import settle_lambda_batch
         from host.core.batch import process_sqs_event
 
-        return process_sqs_event(_worker(worker), _unwrap_partner_bodies(event), context).response()
+        worker = _worker(worker)
+        outcomes = process_sqs_event(worker, _unwrap_partner_bodies(event), context).outcomes
+        # Dead-lettering and back-off see the records as SQS delivered them (a partner envelope unchanged).
+        return settle_lambda_batch(worker, event["Records"], outcomes)
     if is_scheduled_event(event):
         from host.core.ticks import run_scheduled
 

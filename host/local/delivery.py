@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from host.core.backoff import backoff_seconds  # noqa: F401  (re-exported: its home before host.core.backoff)
+
 if TYPE_CHECKING:
     from host.config import Settings
     from host.core.dispatch import Outcome
     from host.core.worker import Worker
-
-
-def backoff_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> float:
-    """The wait before a failed message is visible again, after its ``receive_count``-th receive.
-
-    ``min(maximum, base * 2**(receive_count - 1))``, of which the upper half is
-    random ("equal jitter"): the wait is never below half the nominal delay, and
-    grows with each receive until it reaches ``maximum``.
-    """
-    exponent = min(max(receive_count, 1) - 1, 60)  # 2**60 seconds is far beyond any maximum
-    nominal = min(maximum, base * (2**exponent))
-    return nominal / 2 + (rng or random).uniform(0, nominal / 2)
 
 
 @runtime_checkable
