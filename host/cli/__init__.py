@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--file", help="read the payload JSON from this file")
     send.add_argument("--delay", type=float, default=0, help="delay in seconds, 0-900 (fractions are kept locally)")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
-    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
+    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server (a body over "
+                      "256 KiB goes through the S3 bucket LETSGO_WORKER_LARGE_MESSAGE_BUCKET)")
     send.set_defaults(run=_command("host.services.enqueue:cli_send"))
 
     invoke = commands.add_parser("invoke", help="run lambda_entry.handler on an event file and print its JSON result")
