@@ -5,11 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from host.core.logs import printable
-from host.errors import StartupError
-from host.local.queue import LocalQueue, QueueError
-from host.local.schema import iso_time
+from host.cli.common import lazy
+from host.errors import QueueError, StartupError
+
+if TYPE_CHECKING:
+    from host.local.queue import LocalQueue
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add this group's subcommands to the ``letsgo-worker`` parser."""
+    dlq = commands.add_parser("dlq", help="inspect the local dead-letter queue")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="show dead-lettered messages with their reasons")
+    dlq_list.add_argument("--json", action="store_true", help="print JSON")
+    redrive = dlq_commands.add_parser("redrive", help="move messages back to the queue")
+    redrive.add_argument("ids", nargs="*", metavar="ID", help="message ids")
+    redrive.add_argument("--all", action="store_true", help="every dead-lettered message")
+    purge = dlq_commands.add_parser("purge", help="delete every dead-lettered message")
+    for sub in (dlq_list, redrive, purge):
+        sub.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db)")
+    dlq.set_defaults(run=lazy("host.cli.dlq:cli_dlq"))
 
 
 def default_db_path() -> str:
@@ -21,6 +38,8 @@ def default_db_path() -> str:
 
 def cli_dlq(args: argparse.Namespace) -> int:
     """``letsgo-worker dlq list [--json] | redrive [ID ... | --all] | purge``, each with ``--db PATH``."""
+    from host.local.queue import LocalQueue
+
     path = args.db or default_db_path()
     try:
         local_queue = LocalQueue(path, create=False)
@@ -46,6 +65,9 @@ def cli_dlq(args: argparse.Namespace) -> int:
 
 
 def _dlq_list(local_queue: LocalQueue, as_json: bool) -> int:
+    from host.core.logs import printable
+    from host.local.schema import iso_time
+
     letters = local_queue.dead_letters()
     if as_json:
         print(json.dumps([letter.to_json() for letter in letters], indent=2))

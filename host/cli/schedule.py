@@ -7,11 +7,24 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from host.schedule.expressions import ScheduleError, format_instant, parse_instant, parse_schedule
+from host.cli.common import lazy
 
 #: How many fire times ``schedule next`` prints when ``--count`` is not given, and the most it prints.
 DEFAULT_COUNT = 5
 MAX_COUNT = 10_000
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add this group's subcommands to the ``letsgo-worker`` parser."""
+    schedule = commands.add_parser("schedule", help="schedule expressions")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", required=True)
+    next_ = schedule_commands.add_parser("next", help="print the next fire instants of an expression, in UTC")
+    next_.add_argument("expression", metavar="EXPR", help="rate(...), cron(...) or at(...)")
+    next_.add_argument("--tz", default=None, help="IANA time zone (default LETSGO_WORKER_SCHEDULE_TIMEZONE or UTC)")
+    next_.add_argument("--after", help="ISO-8601 instant to start after (for rate(): the schedule's start)")
+    next_.add_argument("--count", type=int, default=5, help="how many instants (default 5)")
+    next_.add_argument("--json", action="store_true", help="print a JSON list")
+    next_.set_defaults(run=lazy("host.cli.schedule:cli_schedule_next"))
 
 
 def cli_schedule_next(args: argparse.Namespace) -> int:
@@ -24,6 +37,8 @@ def cli_schedule_next(args: argparse.Namespace) -> int:
     :param args: An ``argparse.Namespace`` with ``expression``, ``tz``, ``after``, ``count``, ``json``.
     :return: 0, or 2 (message on stderr) for an invalid expression, time zone, ``--after`` or ``--count``.
     """
+    from host.schedule.expressions import ScheduleError, format_instant, parse_instant, parse_schedule
+
     count = getattr(args, "count", None)
     count = DEFAULT_COUNT if count is None else count
     try:
