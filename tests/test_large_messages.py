@@ -239,3 +239,54 @@ def test_local_intake_limits_each_record_not_the_request_and_keeps_big_bodies_in
         assert sizes[-1] > MAX_SQS_MESSAGE_BYTES
     finally:
         server.stop()
+
+
+SERVE_PLUGIN = '''
+import json, os
+from host import hookimpl
+
+def big(message, ctx):
+    with open(os.environ["LARGE_TEST_LOG"], "a") as log:
+        log.write(json.dumps({"size": len(message.payload["data"])}) + "\\n")
+
+@hookimpl
+def letsgo_register_messages(register):
+    register("test:big", big)
+    register("test:wake-up", lambda message, ctx: None)
+'''
+
+
+def test_serve_sqs_in_a_subprocess_resolves_a_pointer_and_deletes_its_object(aws, bucket, tmp_path):
+    import os
+    import signal
+
+    from host.testing import wait_until, write_distribution
+
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    queue = create_queue(sqs, dlq_max_receive_count=3)
+    write_distribution(tmp_path / "site", "large-test-plugin", "large_test_plugin", SERVE_PLUGIN)
+    log = tmp_path / "handled.jsonl"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("LETSGO_", "AWS_"))}
+    environ.update(aws.environ(), PYTHONPATH=str(tmp_path / "site"), LARGE_TEST_LOG=str(log),
+                   LETSGO_WORKER_PLUGINS="large_test_plugin")
+    key = python_client_pointer(s3, sqs, queue["url"], bucket, big_message())
+    with (tmp_path / "stderr.log").open("w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "host.cli", "serve", "--sqs", queue["url"], "--port", "0"],
+                                   env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            wait_until(lambda: log.exists() and log.read_text().strip(), timeout=60)
+            assert json.loads(log.read_text().splitlines()[0]) == {"size": len(BIG)}
+            wait_until(lambda: not exists(s3, bucket, key), timeout=30)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            # The delivery loop stops once its long poll returns: a message now and then ends it early.
+            for _ in range(30):
+                try:
+                    process.wait(1)
+                    break
+                except subprocess.TimeoutExpired:
+                    sqs.send_message(QueueUrl=queue["url"], MessageBody=json.dumps({"type": "test:wake-up", "payload": None}))
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert process.returncode == 0, (tmp_path / "stderr.log").read_text()

@@ -159,6 +159,8 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
     """Handle one Lambda invocation: ``lambda_entry.handler`` delegates here.
 
     ``worker`` defaults to the process's worker (:func:`host.core.worker.get_worker`).
+    For an SQS batch, rejected records go to the dead-letter queue and failed
+    ones get their back-off before the answer (:mod:`host.aws.lambda_settle`).
     Returns ``{"batchItemFailures": [...]}`` for an SQS batch and None for a
     scheduled tick or a partner event. Raises :class:`UnsupportedEvent` for any
     other event, :class:`host.core.ticks.ScheduledError` when a scheduled hook

@@ -204,10 +204,11 @@ class SqsSource:
         from host.core.dispatch import Status
 
         succeeded, rejected, unsettled = [], [], []
+        dead_letter_url = self.dead_letter_url
         for record, outcome in zip(records, outcomes, strict=True):
             if outcome.status is Status.SUCCEEDED:
                 succeeded.append(record)
-            elif outcome.status is Status.REJECTED and self.dead_letter_url:
+            elif outcome.status is Status.REJECTED and dead_letter_url:
                 rejected.append((record, outcome))
             else:
                 unsettled.append((record, outcome))

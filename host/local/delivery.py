@@ -39,9 +39,9 @@ class MessageSource(Protocol):
     in record order, as soon as their outcomes are known (each record once,
     often one at a time): a succeeded record is deleted; a failed one becomes visible
     again after a back-off driven by its receive count, and is dead-lettered
-    after the maximum receive count; a rejected one is dead-lettered at once by
-    the local queue (a real SQS queue backs it off and leaves dead-lettering to
-    its redrive policy).
+    after the maximum receive count; a rejected one is dead-lettered at once (a
+    real SQS queue sends it to its dead-letter queue when it knows one, else
+    backs it off and leaves it to its redrive policy).
     """
 
     def receive(self, max_messages: int, wait_seconds: float) -> list[dict[str, Any]]:
