@@ -19,10 +19,11 @@ import json
 import logging
 import math
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from host.core.batch import record_receive_count
-from host.local.delivery import backoff_seconds
+from host.local.delivery import SourceUnavailable, backoff_seconds
 from host.config import Settings
 from host.errors import StartupError
 
@@ -73,6 +74,9 @@ class SqsSource:
         self.region = self.settings.aws_region or region_from_queue_url(queue_url)
         self._client = client
         self._queue_attributes: dict[str, str] | None = None
+        #: Since when (monotonic) calls to SQS fail, None while they succeed; and the last failure.
+        self.unreachable_since: float | None = None
+        self.last_error: str | None = None
         if check:
             try:
                 self.describe()
@@ -146,13 +150,20 @@ class SqsSource:
         wait = min(SQS_MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds)))
         records: list[dict[str, Any]] = []
         while len(records) < wanted:
-            response = self.client.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(SQS_MAX_BATCH, wanted - len(records)),
-                WaitTimeSeconds=wait if not records else 0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            try:
+                response = self.client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(SQS_MAX_BATCH, wanted - len(records)),
+                    WaitTimeSeconds=wait if not records else 0,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception as error:  # botocore's errors: unreachable endpoint, throttling, credentials...
+                self._unreachable("ReceiveMessage", error)
+                if records:
+                    return records  # what was received is handled; the next receive backs off
+                raise SourceUnavailable(str(error)) from None
+            self._reached()
             messages = response.get("Messages", [])
             records.extend(self._record(message) for message in messages)
             if not messages:
@@ -198,6 +209,14 @@ class SqsSource:
         """Make received records visible again at once (the delivery loop calls this when it stops)."""
         return self._change_visibility([(record, 0) for record in records])
 
+    def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
+        """Make received records visible again after ``seconds`` (whole, at most 12 h); return how many changed.
+
+        The heartbeat (:mod:`host.local.heartbeat`) calls this for records whose handlers still run.
+        """
+        delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, int(seconds)))
+        return self._change_visibility([(record, delay) for record in records])
+
     # -- SQS calls -----------------------------------------------------------------
 
     def _delete(self, records: list[dict[str, Any]]) -> int:
@@ -228,11 +247,9 @@ class SqsSource:
         try:
             response = getattr(self.client, method)(QueueUrl=self.queue_url, Entries=entries)
         except Exception as error:  # botocore's errors; the messages simply come back later
-            logger.warning(
-                "SQS %s for %d message(s) failed: %s; they are delivered again after their visibility timeout",
-                action, len(entries), error,
-            )
+            self._unreachable(action, error, f" ({len(entries)} message(s) are delivered again after their visibility timeout)")
             return 0
+        self._reached()
         for failure in response.get("Failed", []):
             record = records[int(failure["Id"])]
             logger.warning(
@@ -240,6 +257,26 @@ class SqsSource:
                 " it is delivered again)", action, record.get("messageId"), failure.get("Code"), failure.get("Message"),
             )
         return len(response.get("Successful", []))
+
+    # -- reachability: one line when SQS cannot be reached, one when it can again ------------
+
+    def _unreachable(self, action: str, error: Exception, consequence: str = "") -> None:
+        self.last_error = f"{action}: {error}"
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+            logger.warning("cannot reach SQS: %s failed: %s%s; retrying with back-off (further failures are not"
+                           " logged until it is reachable again)", action, error, consequence)
+        else:
+            logger.debug("SQS %s failed again: %s%s", action, error, consequence)
+
+    def _reached(self) -> None:
+        if self.unreachable_since is not None:
+            logger.warning("SQS is reachable again, after %.1fs", time.monotonic() - self.unreachable_since)
+            self.unreachable_since = None
+
+    def readiness(self) -> str | None:
+        """Why this source cannot deliver now (its last call to SQS failed), or None when it can."""
+        return None if self.unreachable_since is None else f"cannot reach SQS: {self.last_error}"
 
     def _log_retry(self, record: dict[str, Any], outcome: Outcome, count: int, delay: int) -> None:
         from host.core.dispatch import Status
