@@ -179,8 +179,9 @@ SETTINGS: tuple[Setting, ...] = (
     _host("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", seconds(0, 43200), "Longest retry delay."),
     _host("max_visibility_extension", "LETSGO_WORKER_MAX_VISIBILITY_EXTENSION", "3600", seconds(0, 43200),
           "serve: the heartbeat keeps a running message invisible up to this long after its receive; 0: no heartbeat."),
-    _host("drain_timeout", "LETSGO_WORKER_DRAIN_SECONDS", "30", seconds(0, 3600),
-          "serve: on SIGTERM, how long running batches may finish before what remains is returned to the queue."),
+    _host("drain_timeout", "LETSGO_WORKER_DRAIN_SECONDS", "25", seconds(0, 3600),
+          "serve: on SIGTERM, how long running batches may finish before what remains is returned to the queue"
+          " (25: below ECS's default stopTimeout of 30 s)."),
     _host("aws_region", "AWS_REGION", None, optional, "AWS region for SQS and DynamoDB."),
     _host("aws_endpoint_url", "AWS_ENDPOINT_URL", None, optional, "Endpoint of every AWS service, e.g. a local emulator (boto3 reads it too)."),
     _host("lambda_function_name", "AWS_LAMBDA_FUNCTION_NAME", None, optional, "Set by Lambda; `invoke` names its simulated function after it."),

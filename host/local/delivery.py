@@ -215,6 +215,10 @@ class Delivery:
                 "stopping with %d batch(es) still running after %gs; their messages will be delivered again",
                 running, timeout,
             )
+        if self._dispatcher is not None and self._dispatcher.is_alive():
+            # A receive still waiting (an SQS long poll) releases what it gets once it returns. Released
+            # before it returns, what is left here could be received by it once more, for nothing.
+            self._dispatcher.join(self.poll_seconds + 5)
         self._release([record for batch in left for record in batch.records])
         return running
 

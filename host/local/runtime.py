@@ -192,7 +192,9 @@ class Runtime:
             self.processes = DeliveryProcesses(settings, self.queue, settings.delivery_processes).start()
         else:
             self.delivery = Delivery.from_settings(
-                self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
+                # Under --sqs, a long poll of up to 10 s, and no longer than a drain: SIGTERM is not kept waiting.
+                self.worker, source, settings,
+                poll_seconds=max(1.0, min(10.0, settings.drain_timeout)) if self.sqs_queue_url else 1.0,
             ).start()
         if self.queue is not None:
             from host.local.clock import ClockWatch
