@@ -262,8 +262,9 @@ class SqsSource:
 
     def _unreachable(self, action: str, error: Exception, consequence: str = "") -> None:
         self.last_error = f"{action}: {error}"
+        self._failed_calls = getattr(self, "_failed_calls", 0) + 1
         if self.unreachable_since is None:
-            self.unreachable_since = time.monotonic()
+            self.unreachable_since, self._failed_calls = time.monotonic(), 1
             logger.warning("cannot reach SQS: %s failed: %s%s; retrying with back-off (further failures are not"
                            " logged until it is reachable again)", action, error, consequence)
         else:
@@ -271,7 +272,8 @@ class SqsSource:
 
     def _reached(self) -> None:
         if self.unreachable_since is not None:
-            logger.warning("SQS is reachable again, after %.1fs", time.monotonic() - self.unreachable_since)
+            logger.warning("SQS is reachable again, after %.1fs and %d failed call(s)",
+                           time.monotonic() - self.unreachable_since, self._failed_calls)
             self.unreachable_since = None
 
     def readiness(self) -> str | None:

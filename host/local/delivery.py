@@ -261,7 +261,7 @@ class Delivery:
         return 0
 
     def _dispatch(self) -> None:
-        failures, outage_began = 0, 0.0
+        failures, outage_began, reported = 0, 0.0, False
         while slots := self._free_slots():
             try:
                 records = self._gather(slots)
@@ -269,16 +269,17 @@ class Delivery:
                 # One line per outage, not one per attempt; the wait doubles up to its maximum.
                 failures += 1
                 if failures == 1:
-                    outage_began = time.monotonic()
-                    if not isinstance(error, SourceUnavailable):
+                    # A source that raises SourceUnavailable has said so itself, and says when it is back.
+                    outage_began, reported = time.monotonic(), not isinstance(error, SourceUnavailable)
+                    if reported:
                         logger.warning("receiving messages failed: %s: %s; retrying with back-off", type(error).__name__,
                                        error, exc_info=logger.isEnabledFor(logging.DEBUG))
                 self._stopping.wait(min(RECEIVE_BACKOFF_MAX_SECONDS, RECEIVE_BACKOFF_BASE_SECONDS * 2 ** min(failures - 1, 10)))
                 continue
-            if failures:
+            if failures and reported:
                 logger.warning("receiving messages again, after %d failed attempt(s) over %.1fs",
                                failures, time.monotonic() - outage_began)
-                failures = 0
+            failures = 0
             if not records:
                 continue
             if self._stopping.is_set():
