@@ -52,7 +52,10 @@ def cli_serve(args: argparse.Namespace) -> int:
         runtime.stop()  # what did start (plugins' letsgo_startup, the lock) is undone
         raise
     print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
-    if not is_loopback(settings.host):
+    if not is_loopback(settings.host) and runtime.sqs_queue_url:
+        logger.info("listening on %s, beyond this machine: under --sqs POST / takes nothing; /livez, /readyz,"
+                    " /healthz and plugin routes are served", settings.host)
+    elif not is_loopback(settings.host):
         logger.warning(
             "listening on %s, beyond this machine: POST / takes any message without authentication "
             "(a letsgo:stripe message skips webhook signatures); bind 127.0.0.1 unless a firewall guards the port",
