@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from host.errors import QueueError
 from host.local.dead_letters import move_to_dead_letters, redrive_rows
 from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
-from host.local.file_guard import FileGuard
+from host.local.file_guard import FileGuard, write_hint
 from host.local.schema import DeadLetter, prepare, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
@@ -152,7 +152,7 @@ class LocalQueue:
             finally:
                 connection.close()
         except sqlite3.DatabaseError as error:
-            raise QueueError(f"cannot open the local queue database {self.path}: {error}") from None
+            raise QueueError(f"cannot open the local queue database {self.path}: {error}{write_hint(self.path)}") from None
 
     def close(self) -> None:
         """Commit the writes already submitted and close the database."""
