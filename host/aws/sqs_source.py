@@ -210,11 +210,12 @@ class SqsSource:
         return self._change_visibility([(record, 0) for record in records])
 
     def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
-        """Make received records visible again after ``seconds`` (whole, at most 12 h); return how many changed.
+        """Make received records visible again after ``seconds`` (rounded up to whole seconds, at most 12 h).
 
-        The heartbeat (:mod:`host.local.heartbeat`) calls this for records whose handlers still run.
+        Returns how many changed. The heartbeat (:mod:`host.local.heartbeat`) calls this for records
+        whose handlers still run.
         """
-        delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, int(seconds)))
+        delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(seconds)))
         return self._change_visibility([(record, delay) for record in records])
 
     # -- SQS calls -----------------------------------------------------------------

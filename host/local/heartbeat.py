@@ -111,8 +111,7 @@ class Heartbeat:
                 record, received, until = entry
                 if until - now > 2 * self.interval:
                     continue
-                # SQS takes whole seconds: round down, so that the cap is never passed.
-                seconds = int(min(self.visibility_timeout, received + self.max_extension - now))
+                seconds = min(self.visibility_timeout, received + self.max_extension - now)
                 if seconds <= 0 or now + seconds <= until:
                     capped.append(record)
                     del self._watched[key]
