@@ -208,8 +208,8 @@ def test_each_named_schedule_fires_on_its_own_timing_and_its_outcome_is_kept(mak
     worker = make_worker(plugins=[plugin], entry_points=False)
     queue = LocalQueue(tmp_path / "queue.db")
     schedulers = [
-        Scheduler(worker, _fast(1.0), name="first", on_tick=queue.record_tick).start(),
-        Scheduler(worker, _fast(2.5), name="second", on_tick=queue.record_tick).start(),
+        Scheduler(worker, _fast(3.0), name="first", on_tick=queue.record_tick).start(),
+        Scheduler(worker, _fast(5.0), name="second", on_tick=queue.record_tick).start(),
     ]
     try:
         with plugin.arrived:
@@ -244,6 +244,7 @@ def _ticks(path) -> dict[str, tuple]:
 
 PLUGIN = '''
 import json, os, time
+from datetime import datetime, timedelta, timezone
 from host import hookimpl
 
 def _handler(name):
@@ -256,8 +257,10 @@ def _handler(name):
 
 @hookimpl
 def letsgo_register_schedules(register):
-    for name in ("soon", "later", "broken"):
-        register(name, os.environ["AT_" + name.upper()], _handler(name))
+    # A fast clock: each fires once, a few seconds after this worker starts, whatever the machine's load.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    for seconds, name in ((3, "soon"), (4, "broken"), (5, "later")):
+        register(name, f"at({now + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S})", _handler(name))
 
 @hookimpl
 def letsgo_scheduled(event, ctx):
@@ -278,8 +281,8 @@ def test_serve_fires_each_schedule_once_from_the_lock_holder_only_with_two_deliv
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LETSGO_", "PORT"))}
     env.update(
         PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep), TICK_LOG=str(log),
-        LETSGO_WORKER_PLUGINS="tick_test_plugin", LETSGO_WORKER_SCHEDULE=at(5), LETSGO_WORKER_SCHEDULE_TIMEZONE="UTC",
-        AT_SOON=at(4), AT_LATER=at(7), AT_BROKEN=at(6),
+        # Generous: the unnamed schedule's instant is set before the server starts.
+        LETSGO_WORKER_PLUGINS="tick_test_plugin", LETSGO_WORKER_SCHEDULE=at(15), LETSGO_WORKER_SCHEDULE_TIMEZONE="UTC",
     )
     stderr = tmp_path / "serve.log"
     with open(stderr, "w") as err:
@@ -297,7 +300,10 @@ def test_serve_fires_each_schedule_once_from_the_lock_holder_only_with_two_deliv
         assert {name: row[1] for name, row in rows.items()} == {
             "": "succeeded", "soon": "succeeded", "later": "succeeded", "broken": "failed"}
         assert "the broken schedule broke" in rows["broken"][2]
-        assert rows["later"][0] == (now + timedelta(seconds=7)).timestamp()
+        times = {entry["name"]: entry["time"] for entry in entries}
+        assert rows["later"][0] == datetime.fromisoformat(times["later"].replace("Z", "+00:00")).timestamp()
+        assert times["soon"] < times["broken"] < times["later"]  # each on its own timing
+        assert rows[""][0] == (now + timedelta(seconds=15)).timestamp()
         assert "schedule 'soon':" in stderr.read_text()  # start-up logs each schedule's next tick
     finally:
         server.send_signal(signal.SIGTERM)
