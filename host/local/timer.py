@@ -115,7 +115,7 @@ class Scheduler:
         now = datetime.now(timezone.utc)
         upcoming = self.schedule.next_after(now)
         if upcoming is None:
-            logger.warning("schedule %s fires no more after %s: no scheduled ticks", self.schedule.describe(), _iso(now))
+            logger.warning("%s %s fires no more after %s: no scheduled ticks", self._label(), self.schedule.describe(), _iso(now))
             return self
         logger.info("%s %s; next tick at %s", self._label(), self.schedule.describe(), _iso(upcoming))
         thread_name = "letsgo-scheduler" + (f"-{self.name}" if self.name else "")
@@ -137,7 +137,7 @@ class Scheduler:
         while not self._stop.is_set():
             tick = self.schedule.next_after(after)
             if tick is None:
-                logger.info("schedule %s fires no more", self.schedule.describe())
+                logger.info("%s %s fires no more", self._label(), self.schedule.describe())
                 return
             while not self._stop.is_set():
                 wait = (tick - datetime.now(timezone.utc)).total_seconds()
@@ -176,20 +176,26 @@ class Scheduler:
         logger.info("scheduled tick %s (%s %s)", event["time"], self._label(), self.schedule.describe())
         outcome, detail = "succeeded", None
         try:
-            handle_event(event, None, worker=self.worker)
-        except Exception as error:
-            outcome, detail = "failed", f"{type(error).__name__}: {error}"
-            logger.exception("scheduled tick %s (%s) failed", event["time"], self._label())
+            try:
+                handle_event(event, None, worker=self.worker)
+            except Exception as error:
+                outcome, detail = "failed", f"{type(error).__name__}: {error}"
+                logger.exception("scheduled tick %s (%s) failed", event["time"], self._label())
+            # Still among the running ticks: a stopping runtime waits for this record before closing the queue.
+            self._record(event, outcome, detail)
         finally:
             with self._ticks_lock:
                 self._ticks.discard(threading.current_thread())
-        if self.on_tick is not None:
-            from host.schedule.expressions import parse_instant
 
-            try:
-                self.on_tick(self.name or "", parse_instant(event["time"]).timestamp(), outcome, detail)
-            except Exception:  # a full disk, a closed queue: the tick itself already ran
-                logger.exception("could not record the outcome of scheduled tick %s (%s)", event["time"], self._label())
+    def _record(self, event: dict[str, Any], outcome: str, detail: str | None) -> None:
+        if self.on_tick is None:
+            return
+        from host.schedule.expressions import parse_instant
+
+        try:
+            self.on_tick(self.name or "", parse_instant(event["time"]).timestamp(), outcome, detail)
+        except Exception:  # a full disk, a closed queue: the tick itself already ran
+            logger.exception("could not record the outcome of scheduled tick %s (%s)", event["time"], self._label())
 
     def _label(self) -> str:
         return f"schedule {self.name!r}:" if self.name else "schedule"
