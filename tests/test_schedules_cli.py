@@ -149,3 +149,20 @@ def test_names_that_differ_only_in_separators_get_distinct_logical_ids():
 def test_cloudformation_without_named_schedules_prints_nothing_and_says_so(run):
     done = run("schedules", "--cloudformation", LETSGO_WORKER_DISABLE_PLUGINS="example_orders,archive_plugin")
     assert done.returncode == 0 and done.stdout == "" and "no plugin registers a named schedule" in done.stderr
+
+
+def test_a_plugin_s_bad_schedule_is_a_start_up_error_naming_plugin_and_schedule(tmp_path):
+    site = tmp_path / "site"
+    write_distribution(site, "bad-schedule", "bad_schedule", (
+        "from host import hookimpl\n\n"
+        "@hookimpl\n"
+        "def letsgo_register_schedules(register):\n"
+        "    register('weekly-digest', 'cron(0 8 * * 1)', lambda event, ctx: None)\n"
+    ))
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("LETSGO_", "PORT"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    done = subprocess.run([sys.executable, "-m", "host.cli", "schedules"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and not done.stdout
+    assert "plugin 'bad_schedule'" in done.stderr and "schedule 'weekly-digest'" in done.stderr
+    assert "cron(0 8 ? * 2 *)" in done.stderr  # the AWS form of the unix line
