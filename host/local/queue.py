@@ -434,6 +434,12 @@ class LocalQueue:
         (dead,), = self._read("SELECT COUNT(*) FROM dead_letters")
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
+    def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
+        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: connection.execute(
+            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
+            (name, fired_at, outcome, detail)))
+
 
 def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
     now, rows = time.time(), [Row(*row) for row in rows]
