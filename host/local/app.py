@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from host.local.intake import MAX_BODY_BYTES, IntakeError, check_sender, parse_intake
+from host.local.intake import MAX_REQUEST_BYTES, IntakeError, check_sender, parse_intake
 from host.local.routes import Headers, Request, RequestError, Response, RouteTable
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ logger = logging.getLogger("letsgo.http")
 
 #: Bodies up to this size are read before a 413 is sent, so that a client still sending
 #: sees the answer rather than a reset connection; past it the connection is closed.
-_DRAIN_LIMIT = 4 * MAX_BODY_BYTES
+_DRAIN_LIMIT = 2 * MAX_REQUEST_BYTES
 
 
 class _BodyTooLarge(Exception):
@@ -47,6 +47,8 @@ class LocalApp:
     :param routes: the plugins' routes.
     :param enqueue: what ``request.enqueue`` of a plugin route calls.
     :param health: returns the JSON of ``GET /healthz`` (called in a thread).
+    :param probes: more such paths (``/livez``, ``/readyz``), each answering 200
+        when its JSON has ``"status": "ok"``, else 503.
 
     ``ops``, set once the worker has started, answers ``/dashboard...`` and
     ``/metrics`` (:class:`host.ops.web.OpsWeb`); None leaves them to plugin routes (404).
@@ -60,6 +62,7 @@ class LocalApp:
         enqueue: Callable[[dict[str, Any], float], str] | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         intake_note: str = "this server does not accept messages",
+        probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
         self.queue = queue
         self.routes = routes or RouteTable()
@@ -67,6 +70,7 @@ class LocalApp:
         self.health = health or (lambda: {"status": "ok"})
         self.intake_note = intake_note
         self.ops: OpsWeb | None = None
+        self.probes = {"/healthz": lambda: self.health(), **(probes or {})}
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -82,8 +86,8 @@ class LocalApp:
             return
         except _BodyTooLarge as error:
             response = Response(
-                413, {"error": f"request body is {error.size} bytes; the limit is {MAX_BODY_BYTES}"
-                               " (256 KiB, the SQS message size limit)"},
+                413, {"error": f"request body is {error.size} bytes; the limit is {MAX_REQUEST_BYTES} bytes per"
+                               " request (ten messages of 256 KiB, the SQS message size limit, and their framing)"},
                 {"Connection": "close"},
             )
         else:
@@ -96,10 +100,10 @@ class LocalApp:
             if method != "POST":
                 return _not_allowed(method, path, ["POST"])
             return await self.intake(body, headers)
-        if path == "/healthz":
+        if path in self.probes:
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, ["GET"])
-            health = await asyncio.to_thread(self.health)
+            health = await asyncio.to_thread(self.probes[path])
             return Response(200 if health.get("status") == "ok" else 503, health)
         if self.ops is not None and self.ops.serves(path):
             return await self.ops.respond(self._request(scope, headers, body))
@@ -177,7 +181,7 @@ def _framing_problem(scope: dict[str, Any]) -> str | None:
 
 
 async def _read_body(receive: Callable, headers: Headers) -> bytes:
-    """The whole request body; :class:`_BodyTooLarge` past :data:`MAX_BODY_BYTES`."""
+    """The whole request body; :class:`_BodyTooLarge` past :data:`MAX_REQUEST_BYTES` (each message is checked by intake)."""
     length = headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > _DRAIN_LIMIT:
         raise _BodyTooLarge(length)
@@ -188,13 +192,13 @@ async def _read_body(receive: Callable, headers: Headers) -> bytes:
             raise _ClientGone
         size += len(message.get("body", b""))
         if size > _DRAIN_LIMIT:
-            raise _BodyTooLarge(f"more than {MAX_BODY_BYTES}")
-        if size <= MAX_BODY_BYTES:
+            raise _BodyTooLarge(f"more than {MAX_REQUEST_BYTES}")
+        if size <= MAX_REQUEST_BYTES:
             chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    if size > MAX_BODY_BYTES:
-        raise _BodyTooLarge(length or f"more than {MAX_BODY_BYTES}")
+    if size > MAX_REQUEST_BYTES:
+        raise _BodyTooLarge(length or f"more than {MAX_REQUEST_BYTES}")
     return b"".join(chunks)
 
 

@@ -45,3 +45,12 @@ def _identity(path: str) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return stat.st_dev, stat.st_ino
+
+
+def write_hint(path: str) -> str:
+    """What to say when the queue file cannot be written: serve writes it and, beside it, its -wal and -shm."""
+    for what, target in (("folder", os.path.dirname(path)), ("file", path)):
+        if os.path.exists(target) and not os.access(target, os.W_OK):
+            return (f" (the {what} {target} is read-only: serve writes the queue and its -wal and -shm files"
+                    " beside it; make it writable, or pass another --db)")
+    return ""

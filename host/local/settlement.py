@@ -13,8 +13,8 @@ import sysconfig
 import traceback
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from host.core.backoff import backoff_seconds
 from host.local.dead_letters import move_to_dead_letters
-from host.local.delivery import backoff_seconds
 
 if TYPE_CHECKING:
     from host.core.dispatch import Outcome

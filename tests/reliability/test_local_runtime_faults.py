@@ -6,7 +6,8 @@
 - a lone surrogate in a record's ``messageId``: 400, the client's mistake;
 - a plugin route given a body that is not JSON: 400;
 - control characters in a message id: escaped by ``dlq list``;
-- an empty ``LETSGO_WORKER_HOST``: 127.0.0.1, not every interface.
+- an empty ``LETSGO_WORKER_HOST``: 127.0.0.1, not every interface;
+- a read-only queue file or folder: one line naming it, exit 2, nothing lost.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import os
 import sqlite3
 import time
+
+import pytest
 
 from .reliability_kit import (
     Server,
@@ -139,7 +142,8 @@ def test_sigterm_with_a_handler_still_running_keeps_the_lock_until_the_process_i
     ledger = str(tmp_path / "ledger")
     db = tmp_path / "queue.db"
     # rel.hang is a def handler that blocks for REL_HANG_SECONDS: longer than the 10 s grace period.
-    env = server_env(plugin_root, REL_LEDGER=ledger, REL_HANG_SECONDS="13", LETSGO_WORKER_VISIBILITY_TIMEOUT="600")
+    env = server_env(plugin_root, REL_LEDGER=ledger, REL_HANG_SECONDS="13", LETSGO_WORKER_VISIBILITY_TIMEOUT="600",
+                     LETSGO_WORKER_DRAIN_SECONDS="10")
     first = Server(db, tmp_path / "first.log", env).start()
     assert post(first.url, {"type": "rel.hang", "payload": {"n": 7}})[0] == 201
     wait_until(lambda: health(first.url)["batches_in_flight"] == 1, 60, message="the slow handler to run")
@@ -250,3 +254,46 @@ def test_a_message_that_crashes_its_process_is_then_tried_alone_and_cannot_take_
     letters = dead_letters(str(db))
     assert [json.loads(letter["body"])["type"] for letter in letters] == ["rel.poison"]
     assert "without completing" in letters[0]["reason"]
+
+
+def _make_read_only(path) -> bool:
+    """Make ``path`` read-only even for root (the immutable flag), else by mode bits; False if neither holds."""
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0:
+        return True
+    os.chmod(path, 0o555 if os.path.isdir(path) else 0o444)
+    return not os.access(path, os.W_OK)
+
+
+def _make_writable(path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    os.chmod(path, 0o755 if os.path.isdir(path) else 0o644)
+
+
+@pytest.mark.parametrize("read_only", ["folder", "file"])
+def test_a_read_only_queue_stops_start_up_with_one_line_saying_what_is_read_only(tmp_path, read_only):
+    folder = tmp_path / "data"
+    db = folder / "queue.db"
+    server = Server(db, tmp_path / "server.log", server_env()).start()
+    try:
+        assert post(server.url, message(1))[0] == 201
+    finally:
+        server.stop()
+    target = folder if read_only == "folder" else db
+    if not _make_read_only(target):
+        pytest.skip("this machine can make nothing read-only for this user (no chattr, and mode bits do not bind)")
+    try:
+        result = run_cli("serve", "--port", "0", "--db", str(db), env=server_env(), timeout=60)
+    finally:
+        _make_writable(target)
+    assert result.returncode == 2, result.stderr
+    assert f"the {read_only} {target} is read-only" in result.stderr
+    assert "Traceback" not in result.stderr and "stopped" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert stored_count(str(db)) == 1  # nothing lost: the message is still there for a writable start
