@@ -25,7 +25,7 @@ from host.errors import QueueError
 from host.local.routes import Request, Response
 from host.ops import dashboard
 from host.ops.inspector import STATES, Inspector, check_state
-from host.ops.security import CSRF_FIELD, SECURITY_HEADERS, SESSION_COOKIE, Guard, Refusal
+from host.ops.security import CSRF_FIELD, SECURITY_HEADERS, SESSION_COOKIE, Guard
 
 if TYPE_CHECKING:
     from host.core.worker import Worker
