@@ -87,8 +87,8 @@ def test_counts_dead_letters_with_the_peek_note_redrive_and_delete(aws, queues, 
         status, html, _ = get(dashboard.url + "/dashboard/messages?state=dead_letter")
         assert status == 200
         assert "SQS has no true peek" in html and "receive count" in html  # said plainly, on the page
-        ids = dead_letter_ids(dashboard)
-        assert len(ids) == 3
+        ids = wait_for(lambda: (found := dead_letter_ids(dashboard)) if len(found) == 3 else None,
+                       what="the three dead letters listed")
         assert "counted, not listed" in get(dashboard.url + "/dashboard/messages?state=visible")[1]
 
         wait_for(lambda: get(dashboard.url + f"/dashboard/message?state=dead_letter&id={ids[0]}")[0] == 200,
