@@ -87,7 +87,7 @@ def test_counts_dead_letters_with_the_peek_note_redrive_and_delete(aws, queues, 
         status, html, _ = get(dashboard.url + "/dashboard/messages?state=dead_letter")
         assert status == 200
         assert "SQS has no true peek" in html and "receive count" in html  # said plainly, on the page
-        ids = wait_for(lambda: (found := dead_letter_ids(dashboard)) if len(found) == 3 else None,
+        ids = wait_for(lambda: found if len(found := dead_letter_ids(dashboard)) == 3 else None,
                        what="the three dead letters listed")
         assert "counted, not listed" in get(dashboard.url + "/dashboard/messages?state=visible")[1]
 
