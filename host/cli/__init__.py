@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="letsgo-worker",
         description="Run and inspect a letsgo-worker: SaaS background work on AWS Lambda + SQS and locally.",
+        epilog="Each command's --help says what it does, the environment variables it reads and examples.\n"
+               "examples:\n  letsgo-worker serve\n  letsgo-worker send OrderNew '{\"orderId\": \"o-1\", \"customerId\": \"c-1\"}'\n"
+               "  letsgo-worker new plugin acme-billing",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from host.cli.common import lazy
+from host.cli.common import command_help, lazy
 from host.errors import QueueError, StartupError
 
 if TYPE_CHECKING:
@@ -16,14 +16,46 @@ if TYPE_CHECKING:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
-    dlq = commands.add_parser("dlq", help="inspect the local dead-letter queue")
+    dlq = commands.add_parser(
+        "dlq", help="inspect the local dead-letter queue",
+        **command_help(
+            "Inspect the local queue's dead-letter queue: list what is there and why, send messages back "
+            "to the queue, or delete them.",
+            env=("LETSGO_WORKER_DB  the queue file when --db is not given (default .letsgo/worker.db)",),
+            examples=("letsgo-worker dlq list", "letsgo-worker dlq redrive --all", "letsgo-worker dlq purge"),
+        ),
+    )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
-    dlq_list = dlq_commands.add_parser("list", help="show dead-lettered messages with their reasons")
+    dlq_list = dlq_commands.add_parser(
+        "list", help="show dead-lettered messages with their reasons",
+        **command_help(
+            "Show each dead-lettered message: id, receive count, when it was dead-lettered, the reason, the "
+            "last error and the body (control characters escaped). --json prints them as a list.",
+            env=("LETSGO_WORKER_DB  the queue file when --db is not given (default .letsgo/worker.db)",),
+            examples=("letsgo-worker dlq list", "letsgo-worker dlq list --json --db /srv/worker.db"),
+        ),
+    )
     dlq_list.add_argument("--json", action="store_true", help="print JSON")
-    redrive = dlq_commands.add_parser("redrive", help="move messages back to the queue")
+    redrive = dlq_commands.add_parser(
+        "redrive", help="move messages back to the queue",
+        **command_help(
+            "Move dead-lettered messages back to the queue, visible at once with their receive count reset: "
+            "the ones named by id, or every one with --all.",
+            env=("LETSGO_WORKER_DB  the queue file when --db is not given (default .letsgo/worker.db)",),
+            examples=("letsgo-worker dlq redrive 3f2a9c1e-0000-4000-8000-000000000001",
+                      "letsgo-worker dlq redrive --all"),
+        ),
+    )
     redrive.add_argument("ids", nargs="*", metavar="ID", help="message ids")
     redrive.add_argument("--all", action="store_true", help="every dead-lettered message")
-    purge = dlq_commands.add_parser("purge", help="delete every dead-lettered message")
+    purge = dlq_commands.add_parser(
+        "purge", help="delete every dead-lettered message",
+        **command_help(
+            "Delete every dead-lettered message for good (list them first: this cannot be undone).",
+            env=("LETSGO_WORKER_DB  the queue file when --db is not given (default .letsgo/worker.db)",),
+            examples=("letsgo-worker dlq purge", "letsgo-worker dlq purge --db /srv/worker.db"),
+        ),
+    )
     for sub in (dlq_list, redrive, purge):
         sub.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db)")
     dlq.set_defaults(run=lazy("host.cli.dlq:cli_dlq"))

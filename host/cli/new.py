@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from host.cli.common import EXIT_USAGE
+from host.cli.common import EXIT_USAGE, command_help
 
 # PEP 508's distribution name: letters and digits, with ".", "_" or "-" inside.
 _DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
@@ -22,24 +22,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
     new = commands.add_parser(
         "new", help="generate a new project from a template",
-        description="Generate a new project from a template: `new plugin NAME` writes a pip-installable plugin.",
-        epilog="examples:\n  letsgo-worker new plugin acme-billing\n"
-               "  letsgo-worker new plugin acme-billing --dir ../acme-billing",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Generate a new project from a template: `new plugin NAME` writes a pip-installable plugin.",
+            examples=("letsgo-worker new plugin acme-billing",),
+        ),
     )
     kinds = new.add_subparsers(dest="new_command", metavar="KIND", required=True)
     plugin = kinds.add_parser(
         "plugin", help="write a plugin: pyproject.toml, a typed message, a Stripe handler, a schedule, tests, README",
-        description="Write a pip-installable letsgo-worker plugin into DIR (default ./NAME): a pyproject.toml "
-                    "with the letsgo_worker entry point, a module with a typed message and its handler, a "
-                    "Stripe handler and a named schedule (when this host has the hook), tests that use "
-                    "host.testing, and a README. `pip install -e DIR && pytest DIR` passes right away. "
-                    "NAME is the distribution name; its import name is NAME with '-' and '.' as '_'. "
-                    "Reads no environment variables.",
-        epilog="examples:\n  letsgo-worker new plugin acme-billing\n"
-               "  letsgo-worker new plugin acme-billing --dir plugins/acme_billing && "
-               "pip install -e plugins/acme_billing",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Write a pip-installable letsgo-worker plugin into DIR (default ./NAME): a pyproject.toml "
+            "with the letsgo_worker entry point, a module with a typed message and its handler, a "
+            "Stripe handler and a named schedule (when this host has the hook), tests that use "
+            "host.testing, and a README. `pip install -e DIR && pytest DIR` passes right away. "
+            "NAME is the distribution name; its import name is NAME with '-' and '.' as '_'.",
+            examples=("letsgo-worker new plugin acme-billing",
+                      "letsgo-worker new plugin acme-billing --dir plugins/acme_billing && "
+                      "pip install -e plugins/acme_billing"),
+        ),
     )
     plugin.add_argument("name", metavar="NAME", help="distribution name, e.g. acme-billing (module acme_billing)")
     plugin.add_argument("--dir", help="folder to write (default ./NAME); must be missing or empty")
