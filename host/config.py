@@ -101,6 +101,16 @@ def optional_seconds(low: float, high: float) -> Callable[[str], float | None]:
     return parse
 
 
+def log_format(value: str) -> str | None:
+    """``json`` or ``text`` (any case); empty or ``auto`` is None: text on a terminal, JSON otherwise."""
+    chosen = value.strip().lower()
+    if chosen in ("", "auto"):
+        return None
+    if chosen not in ("json", "text"):
+        raise ValueError("expected json, text or auto")
+    return chosen
+
+
 def log_level(value: str) -> str:
     """A :mod:`logging` level name, upper-cased."""
     level = value.strip().upper()
@@ -190,6 +200,8 @@ SETTINGS: tuple[Setting, ...] = (
     _host("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", flag, "A plugin that fails to import stops start-up."),
     _host("trace_plugins", "LETSGO_WORKER_TRACE_PLUGINS", "0", flag, "Log every hook call with its arguments and results."),
     _host("log_level", "LETSGO_WORKER_LOG_LEVEL", "INFO", log_level, "Log level."),
+    _host("log_format", "LETSGO_WORKER_LOG_FORMAT", None, log_format,
+          "Log lines as `json` or `text` (same fields); unset: text on a terminal, JSON under Lambda and when piped."),
 )
 
 
@@ -254,6 +266,7 @@ class Settings:
     strict_plugins: bool
     trace_plugins: bool
     log_level: str
+    log_format: str | None
     # The environment read, kept so plugin settings declared at start-up are read
     # from the same place; it holds every secret, so it is never shown or compared.
     _environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)

@@ -34,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL``; a bad level is a :class:`ConfigError` like any bad variable."""
-    from host.core.logs import configure_text_logging
+    """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL`` in ``LETSGO_WORKER_LOG_FORMAT``; a bad value is a :class:`ConfigError`."""
+    from host.core.logs import configure_cli_logging
 
-    configure_text_logging(Settings.from_env().log_level)
+    settings = Settings.from_env()
+    configure_cli_logging(settings.log_level, settings.log_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -352,6 +352,8 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
             log_fields(logger, logging.DEBUG, f"message {outcome.message_id} ({outcome.type}) succeeded", **fields)
             continue
         handler_error = outcome.error if outcome.status is Status.FAILED else None
+        if handler_error is not None and (fields["receive_count"] or 1) > 1:
+            handler_error = None  # its traceback was logged at its first receive: a retry's failure is one line
         log_fields(
             logger, logging.ERROR if handler_error is not None or not outcome.message_id else logging.WARNING,
             f"message {outcome.message_id or '#' + str(index)} ({outcome.type or 'unknown type'}) "

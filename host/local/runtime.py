@@ -238,6 +238,9 @@ class Runtime:
         worker.enqueuer = self._enqueuer(settings)
         worker.start()
         report_problems(worker.problems)
+        from host.core.logs import log_startup
+
+        log_startup(worker)
         # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.
         set_worker(worker)
         return worker
