@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -549,9 +550,11 @@ def test_the_dockerfile_builds_the_lambda_image_from_this_repository():
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
     assert lines[0] in ("FROM public.ecr.aws/lambda/python:3.11", "FROM public.ecr.aws/lambda/python:3.12")
     assert lines[-1] == 'CMD ["lambda_entry.handler"]'
+    defaults = dict(line[4:].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
     for line in lines:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
+                source = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)].strip('"'), source)  # an ARG's default
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
     install = " ".join(line for line in lines if "pip install" in line)
     assert "-c constraints.txt" in install and " -e " not in install

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import os
 import subprocess
-import sys
-import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -14,27 +12,10 @@ import pytest
 
 from host.cli import main
 from host.cli.new import check_name, module_name, plugin_files
+from isolated_venv import isolated_venv
 
 #: Generous bounds for pip and pytest on a loaded machine; the test never waits longer.
 INSTALL_TIMEOUT = 300
-
-
-def _isolated_venv(path: Path) -> Path:
-    """A fresh venv that sees this checkout's installed packages (the host) but installs into its own.
-
-    The ``.pth`` line runs ``site.addsitedir`` on the test interpreter's site-packages, so the
-    host's editable install and its dependencies are importable, while ``pip install`` writes
-    only into the new environment.
-    """
-    subprocess.run([sys._base_executable, "-m", "venv", str(path)], check=True, timeout=INSTALL_TIMEOUT)
-    python = path / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True, timeout=60,
-    ).stdout.strip()
-    ours = sysconfig.get_paths()["purelib"]
-    Path(purelib, "letsgo_worker_checkout.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    return python
 
 
 def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -50,7 +31,7 @@ def test_a_generated_plugin_installs_and_its_tests_pass(tmp_path, capsys):
     for relative, text in plugin_files("acme-nightly", schedules=True).items():
         (nightly / relative).parent.mkdir(parents=True, exist_ok=True)
         (nightly / relative).write_text(text)
-    python = _isolated_venv(tmp_path / "venv")
+    python = isolated_venv(tmp_path / "venv", INSTALL_TIMEOUT) / "python"
 
     for folder in ("acme-billing", "acme-nightly"):
         installed = _run([str(python), "-m", "pip", "install", "--no-deps", "-e", str(tmp_path / folder)], tmp_path)
