@@ -13,7 +13,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "invoke", help="run lambda_entry.handler on an event file and print its JSON result",
         **command_help(
             "Run lambda_entry.handler on an event file (an SQS batch or a scheduled tick) in this process, "
-            "as Lambda would, and print its JSON result on stdout; logs go to stderr as JSON lines. Like "
+            "as Lambda would, and print its JSON result on stdout; logs go to stderr as JSON lines (text with LETSGO_WORKER_LOG_FORMAT=text). Like "
             "`sam local invoke` without Docker. An event it cannot route exits 2 with one line.",
             env=("every worker setting (LETSGO_WORKER_*, see the README's Configuration)",
                  "AWS_LAMBDA_FUNCTION_NAME, AWS_LAMBDA_FUNCTION_VERSION, AWS_LAMBDA_FUNCTION_MEMORY_SIZE  "

@@ -19,6 +19,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
             "a worker whose plugins are not installed here.",
             env=("LETSGO_LOCAL_QUEUE_URL  the local server's URL (default http://127.0.0.1:3002)",
                  "AWS_REGION, AWS_ENDPOINT_URL  for --sqs",
+                 "LETSGO_WORKER_LARGE_MESSAGE_BUCKET  for --sqs: the S3 bucket of bodies over 256 KiB",
                  "LETSGO_WORKER_PLUGINS, LETSGO_WORKER_DISABLE_PLUGINS  which plugins' types the check knows"),
             examples=("letsgo-worker send OrderNew '{\"orderId\": \"o-1\", \"customerId\": \"c-1\"}'",
                       "letsgo-worker send OrderNew --file order.json --delay 2.5",
@@ -31,7 +32,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     send.add_argument("--file", help="read the payload JSON from this file")
     send.add_argument("--delay", type=float, default=0, help="delay in seconds, 0-900 (fractions are kept locally)")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
-    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
+    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server (a body over "
+                      "256 KiB goes through the S3 bucket LETSGO_WORKER_LARGE_MESSAGE_BUCKET)")
     send.add_argument("--no-check", action="store_true",
                       help="send without checking the type and payload against the installed plugins")
     send.set_defaults(run=lazy("host.services.enqueue:cli_send"))

@@ -49,7 +49,7 @@ from host.local.file_guard import FileGuard, write_hint
 from host.local.schema import DeadLetter, prepare, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
-from host.services.enqueue import check_delay
+from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -77,6 +77,9 @@ class LocalQueue:
     this queue's receives in their receipt handles, so that the claims of one
     process that died can be released at once (:meth:`release_claims_of`).
     """
+
+    #: Bodies are stored inline, so ``ctx.enqueue`` under ``serve`` takes one SQS would carry through S3.
+    max_body_bytes = MAX_LOCAL_BODY_BYTES
 
     def __init__(
         self,
