@@ -28,7 +28,7 @@ from host import hookimpl
 
 
 def greet(message, ctx):
-    ctx.logger.info("hello from the handler", extra={"colour": "green"})
+    ctx.logger.info("hello from the handler")
 
 
 def explode(message, ctx):
@@ -242,7 +242,7 @@ def test_piped_serve_writes_json_lines_with_the_message_fields_and_one_traceback
     assert started["schedules"] == ["rate(1 day) (UTC)"]
 
     [hello] = [line for line in lines if line["message"] == "hello from the handler"]
-    assert (hello["message_type"], hello["plugin"], hello["colour"]) == ("Greet", "log_test_plugin", "green")
+    assert (hello["message_type"], hello["plugin"]) == ("Greet", "log_test_plugin")
     assert hello["message_id"] and hello["logger"] == "letsgo.plugin.log_test_plugin"
 
     failed = [line for line in lines if line.get("type") == "Explode" and line.get("outcome") == "failed"]
@@ -265,8 +265,8 @@ def test_serve_on_a_terminal_writes_text_lines_with_the_same_fields(home):
         server.stop()
     assert "{" not in text.split("hello from the handler")[0], "text, not JSON, on a terminal"
     [hello] = [line for line in text.splitlines() if "hello from the handler" in line]
-    # The handler's own field, then the message's: the fields of the JSON line, in its order.
-    assert re.search(r" INFO letsgo\.plugin\.log_test_plugin: hello from the handler colour=green "
+    # The message's fields, as the JSON line has them, in its order.
+    assert re.search(r" INFO letsgo\.plugin\.log_test_plugin: hello from the handler "
                      r"message_id=\S+ message_type=Greet plugin=log_test_plugin$", hello), hello
     assert "worker started: plugins letsgo_builtins, log_test_plugin; notification sinks none" in text
 

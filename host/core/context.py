@@ -21,9 +21,7 @@ class MessageLogger(logging.LoggerAdapter):
         if not isinstance(level, int):
             self.logger.log(level, msg, *args, **kwargs)  # raises the usual TypeError
         elif self.logger.isEnabledFor(level):
-            # The message's fields always: a handler's own extra= adds to them, never hides them.
-            own = kwargs.get("extra")
-            kwargs["extra"] = {**own, **self.extra} if own else self.extra
+            kwargs["extra"] = self.extra
             # One frame more than Logger.log: this one is skipped to name the caller as the record's origin.
             kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
             self.logger._log(level, msg, args, **kwargs)
