@@ -41,8 +41,9 @@ def test_help_has_a_description_the_environment_variables_and_examples(words):
     parser = SUBCOMMANDS[words]
     text = parser.format_help()
     assert parser.description and len(parser.description) > 20, f"`{' '.join(words)} --help` has no description"
-    assert "environment variables:" in text, f"`{' '.join(words)} --help` does not say which variables it reads"
-    section = text.split("environment variables:", 1)[1].split("examples:", 1)[0]
+    header = re.search(r"^(environment variables|environment):$", text, re.MULTILINE)
+    assert header, f"`{' '.join(words)} --help` does not say which variables it reads"
+    section = text[header.end():].split("examples:", 1)[0]
     assert VARIABLE.search(section) or section.split() == ["none"], section
     assert "examples:" in text, f"`{' '.join(words)} --help` has no examples"
     examples = text.split("examples:", 1)[1]

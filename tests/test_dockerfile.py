@@ -41,11 +41,28 @@ def instructions() -> list[tuple[str, str]]:
     return found
 
 
+def stage(name: str) -> list[tuple[str, str]]:
+    """The instructions of the build stage ``FROM ... AS name``, up to the next ``FROM``."""
+    found, inside = [], False
+    for keyword, rest in instructions():
+        if keyword == "FROM":
+            inside = rest.lower().endswith(f" as {name}")
+        elif inside:
+            found.append((keyword, rest))
+    assert found, f"the Dockerfile has no stage {name!r}"
+    return found
+
+
+def _install_line(instructions_of_stage: list[tuple[str, str]]) -> str:
+    [install] = [rest for keyword, rest in instructions_of_stage if keyword == "RUN" and "pip install" in rest]
+    return install
+
+
 def build_args() -> dict[str, str]:
     """Each ``ARG NAME="default"`` of the Dockerfile."""
     args = {}
     for keyword, rest in instructions():
-        if keyword == "ARG":
+        if keyword == "ARG" and "=" in rest:  # a stage's bare ARG NAME takes the global default
             name, _, default = rest.partition("=")
             args[name] = default.strip('"')
     return args
@@ -73,11 +90,17 @@ def test_the_plugin_sources_are_build_arguments_and_template_yaml_passes_them():
     assert set(passed) == {"PLUGINS", "PLUGIN_WHEELS", "PLUGIN_INDEX_URL"}
     assert passed == {name: args[name] for name in passed}, "template.yaml passes the Dockerfile's defaults"
 
-    copies = [rest for keyword, rest in instructions() if keyword == "COPY"]
-    assert "${PLUGIN_WHEELS} /tmp/build/plugin-wheels/" in copies
-    [install] = [rest for keyword, rest in instructions() if keyword == "RUN" and "pip install" in rest]
+    # Both images (Lambda, and the server for ECS or Kubernetes) install the plugins the same way.
+    lambda_install = _install_line(stage("lambda"))
     for used in ("${PLUGINS}", "--find-links plugin-wheels", "$PLUGIN_INDEX_URL", ".[aws]"):
-        assert used in install
+        assert used in lambda_install
+    for name in ("lambda", "server"):
+        instructions_of_stage = stage(name)
+        declared = {rest for keyword, rest in instructions_of_stage if keyword == "ARG"}
+        assert {"PLUGINS", "PLUGIN_WHEELS", "PLUGIN_INDEX_URL"} <= declared, f"stage {name} declares the arguments"
+        assert "${PLUGIN_WHEELS} /tmp/build/plugin-wheels/" in [rest for keyword, rest in instructions_of_stage if keyword == "COPY"]
+        pip = _install_line(instructions_of_stage)
+        assert pip.split(" && rm -rf /tmp/build")[0] == lambda_install.split(" && rm -rf /tmp/build")[0], name
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -91,8 +114,11 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def play_build_stage(context: Path, build: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Run the Dockerfile's COPY lines and its install RUN line with ``build`` standing for /tmp/build."""
-    for keyword, rest in instructions():
+    """Run the Lambda stage's COPY lines and its install RUN line with ``build`` standing for /tmp/build.
+
+    Only that stage: the server stage's RUN line also adds a system user, which is no test's business.
+    """
+    for keyword, rest in stage("lambda"):
         if keyword == "COPY":
             *sources, target = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], rest).split()
             for source in sources:

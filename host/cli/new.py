@@ -83,6 +83,8 @@ def plugin_files(name: str, *, schedules: bool) -> dict[str, str]:
     values = {
         "distribution": name, "module": module, "type": f"{camel}Hello", "model": f"{camel}Hello",
         "snake": f"{module}_hello",
+        # Schedule names are one namespace for every plugin (and EventBridge Scheduler's, at most 64 characters).
+        "schedule": f"{module[:56].replace('_', '-')}-nightly",
     }
     sections = {"schedules": schedules}
     return {render(path, values, sections): render(text, values, sections) for path, text in FILES.items()}

@@ -111,7 +111,7 @@ def letsgo_stripe_handlers(register):
 
 
 def nightly_report(event, ctx) -> None:
-    """The ``nightly-report`` schedule's work: ``event`` is the scheduled tick, ``ctx`` its context.
+    """The ``{{schedule}}`` schedule's work: ``event`` is the scheduled tick, ``ctx`` its context.
 
     Locally ``letsgo-worker serve`` fires it; in AWS it is one EventBridge Scheduler
     schedule (``letsgo-worker schedules``). A raise is logged and the next fire still comes.
@@ -119,11 +119,15 @@ def nightly_report(event, ctx) -> None:
     ctx.logger.info("nightly report at %s", event.get("time"))
 
 
+#: The schedule's name: unique among every plugin's, and its EventBridge Scheduler name in AWS.
+NIGHTLY_SCHEDULE = "{{schedule}}"
+
+
 @hookimpl
 def letsgo_register_schedules(register):
     """Register this plugin's named schedules: name, expression, handler, zone and description."""
     register(
-        "nightly-report", "cron(0 3 * * ? *)", nightly_report,
+        NIGHTLY_SCHEDULE, "cron(0 3 * * ? *)", nightly_report,
         timezone="UTC", description="Every day at 03:00 UTC",
     )
 {{/schedules}}
@@ -146,7 +150,7 @@ import logging
 
 import pytest
 
-from host.testing import run_batch, scheduled_event
+from host.testing import run_batch
 from {{module}} import plugin
 
 
@@ -184,18 +188,12 @@ def test_the_stripe_handler_runs_for_invoice_paid(make_worker, notifications, ca
 {{#schedules}}
 
 
-def test_the_nightly_schedule_is_registered_and_runs(worker, caplog):
-    registered = {}
-    plugin.letsgo_register_schedules(
-        register=lambda name, expression, handler, **options: registered.update({name: (expression, handler)})
-    )
-    expression, handler = registered["nightly-report"]
-    assert expression == "cron(0 3 * * ? *)"
+def test_the_nightly_schedule_runs_through_the_worker(worker, caplog):
+    from host.testing import run_scheduled
 
-    from host import Context
-
-    with caplog.at_level(logging.INFO):
-        handler(scheduled_event(), Context(worker, logging.getLogger("letsgo.plugin.{{module}}")))
+    assert plugin.NIGHTLY_SCHEDULE in {schedule.name for schedule in worker.schedules}
+    with caplog.at_level(logging.INFO, logger="letsgo.plugin"):
+        run_scheduled(worker, name=plugin.NIGHTLY_SCHEDULE)
     assert "nightly report at" in caplog.text
 {{/schedules}}
 '''
@@ -207,7 +205,7 @@ A [letsgo-worker](https://pypi.org/project/letsgo-worker/) plugin. It adds:
 
 - the `{{type}}` message type, with its payload model `{{model}}` and its handler;
 - a handler of Stripe's `invoice.paid` (through letsgo-stripe's `letsgo_stripe_handlers` hook);
-{{#schedules}}- a named schedule, `nightly-report`, every day at 03:00 UTC;
+{{#schedules}}- a named schedule, `{{schedule}}`, every day at 03:00 UTC (`letsgo-worker schedules` lists it);
 {{/schedules}}
 All of it is in `{{module}}/plugin.py`, commented.
 

@@ -23,7 +23,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                  "LETSGO_WORKER_PLUGINS, LETSGO_WORKER_DISABLE_PLUGINS  which plugins' types the check knows"),
             examples=("letsgo-worker send OrderNew '{\"orderId\": \"o-1\", \"customerId\": \"c-1\"}'",
                       "letsgo-worker send OrderNew --file order.json --delay 2.5",
-                      "letsgo-worker send letsgo:tenant:deleted null --sqs https://sqs.us-east-1.amazonaws.com/123456789012/q",
+                      "letsgo-worker send OrderNew --file order.json --group customer-1 "
+                      "--sqs https://sqs.us-east-1.amazonaws.com/123456789012/orders.fifo",
                       "letsgo-worker send SomeRemoteType '{}' --no-check"),
         ),
     )
@@ -31,6 +32,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     send.add_argument("payload", nargs="?", help="payload as JSON (required: write null for none)")
     send.add_argument("--file", help="read the payload JSON from this file")
     send.add_argument("--delay", type=float, default=0, help="delay in seconds, 0-900 (fractions are kept locally)")
+    send.add_argument("--group", metavar="GROUP_ID",
+                      help="FIFO message group: messages of one group are handled in order, one batch at a time")
+    send.add_argument("--dedup-id", metavar="DEDUP_ID",
+                      help="FIFO deduplication id: another message with it within 5 minutes is dropped")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
     send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server (a body over "
                       "256 KiB goes through the S3 bucket LETSGO_WORKER_LARGE_MESSAGE_BUCKET)")

@@ -286,8 +286,8 @@ def log_startup(worker: Worker) -> None:
     schedules = []
     if worker.settings.schedule:
         schedules.append(f"{worker.settings.schedule} ({worker.settings.schedule_timezone or 'UTC'})")
-    for named in getattr(worker, "schedules", None) or ():  # the named schedules, where the host has them
-        schedules.append(str(getattr(named, "name", named)))
+    for named in worker.schedules:  # the plugins' named schedules
+        schedules.append(f"{named.name} {named.expression} ({named.timezone}, {named.plugin})")
     log_fields(
         logging.getLogger("letsgo.worker"), logging.INFO,
         f"worker started: plugins {', '.join(plugins) or 'none'}; "
