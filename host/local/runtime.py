@@ -4,8 +4,11 @@ By default messages come in over HTTP and wait in the SQLite queue; with
 ``--sqs QUEUE_URL`` they come from a real SQS queue instead. Either way the
 same delivery loop hands them, batch by batch, to the batch processor that
 ``lambda_entry.handler`` runs in Lambda. SIGINT or SIGTERM stops gracefully:
-no new batches, running ones get a bounded time to finish, and whatever is
-left is delivered again at the next start (a second signal stops at once).
+no new batches, running ones get ``LETSGO_WORKER_DRAIN_SECONDS`` to finish, and
+whatever is left is released, visible again at once (a second signal stops at
+once). Under ``--sqs`` such a drain exits 0: what was left runs on another
+worker. ``/livez`` says the process and its loops are alive, ``/readyz`` that
+it can deliver (the queue is reachable) and is not draining.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("letsgo.serve")
 
-#: How long a graceful stop waits for running batches and ticks.
-STOP_TIMEOUT_SECONDS = 10.0
 
 
 def cli_serve(args: argparse.Namespace) -> int:
@@ -51,7 +52,10 @@ def cli_serve(args: argparse.Namespace) -> int:
         runtime.stop()  # what did start (plugins' letsgo_startup, the lock) is undone
         raise
     print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
-    if not is_loopback(settings.host):
+    if not is_loopback(settings.host) and runtime.sqs_queue_url:
+        logger.info("listening on %s, beyond this machine: under --sqs POST / takes nothing; /livez, /readyz,"
+                    " /healthz and plugin routes are served", settings.host)
+    elif not is_loopback(settings.host):
         logger.warning(
             "listening on %s, beyond this machine: POST / takes any message without authentication "
             "(a letsgo:stripe message skips webhook signatures); bind 127.0.0.1 unless a firewall guards the port",
@@ -59,13 +63,23 @@ def cli_serve(args: argparse.Namespace) -> int:
         )
     runtime.wait_for_signal()
     left_running = runtime.stop()
+    if left_running and runtime.sqs_queue_url:
+        # A container's drain: what still ran is back in the queue, visible now, for the next worker.
+        logger.warning(
+            "drained: %d batch(es) still running after %gs (LETSGO_WORKER_DRAIN_SECONDS) were returned to"
+            " the SQS queue, visible again at once; exiting", left_running, settings.drain_timeout,
+        )
+        logging.shutdown()
+        os._exit(0)  # a normal exit would wait for the threads of the handlers still running
     if left_running:
         logger.warning(
             "exiting with %d batch(es) still running after %gs; their messages are delivered again at the next start",
-            left_running, STOP_TIMEOUT_SECONDS,
+            left_running, settings.drain_timeout,
         )
         logging.shutdown()
         os._exit(1)  # a normal exit would wait for the threads of the handlers still running
+    if runtime.sqs_queue_url:
+        logger.info("drained: every running message finished; exiting")
     return 0
 
 
@@ -168,6 +182,7 @@ class Runtime:
             settings.host, settings.port, queue=self.queue, health=self._health,
             enqueue=lambda message, delay_seconds=0: self.worker.enqueue(message, delay_seconds),
             intake_note=f"this server delivers messages from the SQS queue {self.sqs_queue_url}; send messages there",
+            probes={"/livez": self._liveness, "/readyz": self._readiness},
         )
         self.settings = settings = _replace(settings, port=self.server.port)
         self.worker = self._start_worker(settings)
@@ -182,7 +197,9 @@ class Runtime:
             self.processes = DeliveryProcesses(settings, self.queue, settings.delivery_processes).start()
         else:
             self.delivery = Delivery.from_settings(
-                self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
+                # Under --sqs, a long poll of up to 10 s, and no longer than a drain: SIGTERM is not kept waiting.
+                self.worker, source, settings,
+                poll_seconds=max(1.0, min(10.0, settings.drain_timeout)) if self.sqs_queue_url else 1.0,
             ).start()
         if self.queue is not None:
             from host.local.clock import ClockWatch
@@ -276,6 +293,23 @@ class Runtime:
             health["delivery_processes"] = self.processes.pids()
         return health
 
+    def _liveness(self) -> dict[str, Any]:
+        """``GET /livez``: the process answers and its delivery loop (dispatcher, heartbeat) is alive."""
+        if self.delivery is not None and not self.delivery.alive():
+            return {"status": "error", "error": "the delivery loop has stopped"}
+        return {"status": "ok"}
+
+    def _readiness(self) -> dict[str, Any]:
+        """``GET /readyz``: not draining, and the queue can be used (SQS reached at the last call, the file intact)."""
+        if self._signalled.is_set():
+            return {"status": "draining", "draining": True}
+        source = self.delivery.source if self.delivery is not None else None
+        readiness = getattr(source, "readiness", None)
+        problem = (readiness() if readiness else None) or (self.queue.file_problem() if self.queue is not None else None)
+        if problem:
+            return {"status": "unavailable", "draining": False, "error": problem}
+        return {"status": "ok", "draining": False}
+
     def handle_signals(self) -> None:
         """Make SIGINT and SIGTERM request a graceful stop; a second one exits at once."""
 
@@ -302,13 +336,13 @@ class Runtime:
         ended. Their messages are released, so the serve lock stays held until
         the process exits: another ``serve`` must not run them while they still run here.
         """
-        left_running = 0
+        left_running, bound = 0, self.settings.drain_timeout
         for scheduler in self.schedulers:
-            scheduler.stop(STOP_TIMEOUT_SECONDS)
+            scheduler.stop(bound)
         if self.delivery is not None:
-            left_running = self.delivery.stop(STOP_TIMEOUT_SECONDS)
+            left_running = self.delivery.stop(bound)
         if self.processes is not None:
-            self.processes.stop(STOP_TIMEOUT_SECONDS)
+            self.processes.stop(bound)
         if self.clock is not None:
             self.clock.stop()
         if self.server is not None:
