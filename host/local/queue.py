@@ -47,8 +47,8 @@ from host.errors import QueueError
 from host.local.dead_letters import move_to_dead_letters, redrive_rows
 from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
 from host.local.file_guard import FileGuard, write_hint
-from host.local.schema import DeadLetter, prepare, sqs_record
-from host.local.settlement import decide, log_settled
+from host.local.schema import DeadLetter, prepare, save_tick, sqs_record
+from host.local.settlement import decide, log_settled, receipt_seq
 from host.local.writer import Writer
 from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
 
@@ -315,7 +315,7 @@ class LocalQueue:
             now = time.time()
             stale = []
             for action, record, detail, error in decisions:
-                seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
+                seq, handle = receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
                 if action == "delete":
                     changed = connection.execute(
                         "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
@@ -354,7 +354,7 @@ class LocalQueue:
                 connection.execute(
                     "UPDATE messages SET visible_at = ?, receipt_handle = CASE WHEN ? > 0 THEN receipt_handle END"
                     " WHERE seq = ? AND receipt_handle = ?",
-                    (visible_at, seconds, _receipt_seq(handle), handle),
+                    (visible_at, seconds, receipt_seq(handle), handle),
                 ).rowcount
                 for handle in handles
             )
@@ -435,19 +435,10 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
     def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
-        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
-        self._write(lambda connection: connection.execute(
-            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
-            (name, fired_at, outcome, detail)))
+        """Keep the last tick of schedule ``name`` ("" is ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: save_tick(connection, name, fired_at, outcome, detail))
 
 
 def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
     now, rows = time.time(), [Row(*row) for row in rows]
     return lambda connection: insert_rows(connection, rows, now)
-
-
-def _receipt_seq(receipt_handle: Any) -> int | None:
-    try:
-        return int(str(receipt_handle).split(".", 1)[0])
-    except ValueError:
-        return None

@@ -65,3 +65,11 @@ def log_settled(decisions: list[Decision], stale: list[str], visibility_timeout:
             " (raise LETSGO_WORKER_VISIBILITY_TIMEOUT if handlers need longer)",
             message_id, visibility_timeout,
         )
+
+
+def receipt_seq(receipt_handle: Any) -> int | None:
+    """The message's row number in a receipt handle of this queue (``<seq>.<claimer>-<n>``), or None."""
+    try:
+        return int(str(receipt_handle).split(".", 1)[0])
+    except ValueError:
+        return None
