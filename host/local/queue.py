@@ -47,7 +47,7 @@ from host.errors import QueueError
 from host.local.dead_letters import claim_reason, move_to_dead_letters, redrive_rows
 from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
 from host.local.file_guard import FileGuard, write_hint
-from host.local.schema import DeadLetter, prepare, sqs_record
+from host.local.schema import DeadLetter, prepare, save_tick, sqs_record
 from host.local.settlement import apply_decisions, decide, log_settled, receipt_seq
 from host.local.writer import Writer
 from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
@@ -429,10 +429,8 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
     def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
-        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
-        self._write(lambda connection: connection.execute(
-            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
-            (name, fired_at, outcome, detail)))
+        """Keep the last tick of schedule ``name`` ("" is ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: save_tick(connection, name, fired_at, outcome, detail))
 
 
 def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
