@@ -1,10 +1,39 @@
-# letsgo-worker as an AWS Lambda container image. `sam build` builds it for template.yaml;
-# by hand: docker build -t letsgo-worker . (see docs/aws.md).
-FROM public.ecr.aws/lambda/python:3.11
+# letsgo-worker's container images, one target each (see docs/aws.md and docs/containers.md):
+#
+#   docker build -t letsgo-worker .                                   the AWS Lambda image (the default, last
+#                                                                     stage; `sam build` builds it for template.yaml)
+#   docker build --target server -t letsgo-worker-server .            `letsgo-worker serve --sqs` for ECS or
+#                                                                     Kubernetes, with a HEALTHCHECK on /livez
 
-# Plugins to bake into the image, as paths in this repository. Add your own here
-# (or install them from an index in the RUN line below).
+# Plugins to bake into the images, as paths in this repository. Add your own here
+# (or install them from an index in the RUN lines below).
 ARG PLUGINS="plugins/letsgo_stripe plugins/letsgo_slack plugins/example_orders"
+
+# -- server: a long-running worker polling SQS (ECS service, Kubernetes Deployment) ---------------
+FROM python:3.11-slim AS server
+ARG PLUGINS
+COPY pyproject.toml README.md LICENSE constraints.txt lambda_entry.py server.py /tmp/build/
+COPY host /tmp/build/host
+COPY plugins /tmp/build/plugins
+RUN cd /tmp/build \
+    && pip install --no-cache-dir --disable-pip-version-check -c constraints.txt ".[aws]" ${PLUGINS} \
+    && rm -rf /tmp/build \
+    && letsgo-worker plugins --freeze \
+    && useradd --system --no-create-home worker
+USER worker
+# Every interface: the orchestrator's probes reach the container from outside it. Under --sqs
+# POST / takes nothing; only /livez, /readyz, /healthz and plugin routes are served.
+ENV LETSGO_WORKER_HOST=0.0.0.0 PORT=3002 PYTHONUNBUFFERED=1
+EXPOSE 3002
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '3002') + '/livez', timeout=4)"]
+# The queue to read is LETSGO_WORKER_QUEUE_URL (also where ctx.enqueue sends). exec: the worker is
+# PID 1 and gets the orchestrator's SIGTERM itself, then drains for LETSGO_WORKER_DRAIN_SECONDS.
+CMD ["sh", "-c", "exec letsgo-worker serve --sqs \"${LETSGO_WORKER_QUEUE_URL:?set LETSGO_WORKER_QUEUE_URL to the SQS queue URL}\""]
+
+# -- lambda: the AWS Lambda container image (the default target) ----------------------------------
+FROM public.ecr.aws/lambda/python:3.11 AS lambda
+ARG PLUGINS
 
 # Install the host and the plugins as regular (non-editable) distributions into the
 # image's site-packages, at the versions pinned in constraints.txt, then drop the sources.

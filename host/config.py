@@ -187,6 +187,11 @@ SETTINGS: tuple[Setting, ...] = (
     _host("max_receive_count", "LETSGO_WORKER_MAX_RECEIVE_COUNT", "5", int_between(1, 1000), "Receives before a message is dead-lettered."),
     _host("backoff_base", "LETSGO_WORKER_BACKOFF_BASE_SECONDS", "2", seconds(0, 43200), "First retry delay; doubles per receive."),
     _host("backoff_max", "LETSGO_WORKER_BACKOFF_MAX_SECONDS", "300", seconds(0, 43200), "Longest retry delay."),
+    _host("max_visibility_extension", "LETSGO_WORKER_MAX_VISIBILITY_EXTENSION", "3600", seconds(0, 43200),
+          "serve: the heartbeat keeps a running message invisible up to this long after its receive; 0: no heartbeat."),
+    _host("drain_timeout", "LETSGO_WORKER_DRAIN_SECONDS", "25", seconds(0, 3600),
+          "serve: on SIGTERM, how long running batches may finish before what remains is returned to the queue"
+          " (25: below ECS's default stopTimeout of 30 s)."),
     _host("aws_region", "AWS_REGION", None, optional, "AWS region for SQS and DynamoDB."),
     _host("lambda_backoff", "LETSGO_WORKER_LAMBDA_BACKOFF", "auto", switch,
           "Lambda: give a failed message its back-off with ChangeMessageVisibility; auto: on inside Lambda."),
@@ -260,6 +265,8 @@ class Settings:
     max_receive_count: int
     backoff_base: float
     backoff_max: float
+    max_visibility_extension: float
+    drain_timeout: float
     aws_region: str | None
     lambda_backoff: bool | None
     dlq_url: str | None

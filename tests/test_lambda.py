@@ -547,7 +547,9 @@ def test_every_reference_in_the_template_resolves():
 
 def test_the_dockerfile_builds_the_lambda_image_from_this_repository():
     lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.strip() and not line.startswith("#")]
-    assert lines[0] in ("FROM public.ecr.aws/lambda/python:3.11", "FROM public.ecr.aws/lambda/python:3.12")
+    # The Lambda image is the last stage: the default target, which `sam build` and `docker build .` build.
+    last_stage = [line for line in lines if line.startswith("FROM ")][-1]
+    assert last_stage in ("FROM public.ecr.aws/lambda/python:3.11 AS lambda", "FROM public.ecr.aws/lambda/python:3.12 AS lambda")
     assert lines[-1] == 'CMD ["lambda_entry.handler"]'
     for line in lines:
         if line.startswith("COPY "):

@@ -22,12 +22,14 @@ import base64
 import json
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from host.aws.large_messages import delete_payloads, is_pointer
 from host.aws.sqs_calls import send_to_dead_letter_queue, sibling_queue_url
-from host.core.backoff import visibility_seconds
+from host.core.backoff import SQS_MAX_VISIBILITY_SECONDS, visibility_seconds
 from host.core.batch import record_receive_count
+from host.local.delivery import SourceUnavailable
 from host.config import Settings
 from host.errors import StartupError
 
@@ -75,6 +77,9 @@ class SqsSource:
         self.region = self.settings.aws_region or region_from_queue_url(queue_url)
         self._client = client
         self._queue_attributes: dict[str, str] | None = None
+        #: Since when (monotonic) calls to SQS fail, None while they succeed; and the last failure.
+        self.unreachable_since: float | None = None
+        self.last_error: str | None = None
         if check:
             try:
                 self.describe()
@@ -165,13 +170,20 @@ class SqsSource:
         wait = min(SQS_MAX_WAIT_SECONDS, max(0, math.ceil(wait_seconds)))
         records: list[dict[str, Any]] = []
         while len(records) < wanted:
-            response = self.client.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=min(SQS_MAX_BATCH, wanted - len(records)),
-                WaitTimeSeconds=wait if not records else 0,
-                AttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
+            try:
+                response = self.client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=min(SQS_MAX_BATCH, wanted - len(records)),
+                    WaitTimeSeconds=wait if not records else 0,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception as error:  # botocore's errors: unreachable endpoint, throttling, credentials...
+                self._unreachable("ReceiveMessage", error)
+                if records:
+                    return records  # what was received is handled; the next receive backs off
+                raise SourceUnavailable(str(error)) from None
+            self._reached()
             messages = response.get("Messages", [])
             records.extend(self._record(message) for message in messages)
             if not messages:
@@ -250,6 +262,15 @@ class SqsSource:
         """Make received records visible again at once (the delivery loop calls this when it stops)."""
         return len(self._change_visibility([(record, 0) for record in records]))
 
+    def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
+        """Make received records visible again after ``seconds`` (rounded up to whole seconds, at most 12 h).
+
+        Returns how many changed. The heartbeat (:mod:`host.local.heartbeat`) calls this for records
+        whose handlers still run.
+        """
+        delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(seconds)))
+        return self._change_visibility([(record, delay) for record in records])
+
     # -- SQS calls -----------------------------------------------------------------
 
     def _delete(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -281,11 +302,9 @@ class SqsSource:
         try:
             response = getattr(self.client, method)(QueueUrl=self.queue_url, Entries=entries)
         except Exception as error:  # botocore's errors; the messages simply come back later
-            logger.warning(
-                "SQS %s for %d message(s) failed: %s; they are delivered again after their visibility timeout",
-                action, len(entries), error,
-            )
+            self._unreachable(action, error, f" ({len(entries)} message(s) are delivered again after their visibility timeout)")
             return []
+        self._reached()
         for failure in response.get("Failed", []):
             record = records[int(failure["Id"])]
             logger.warning(
@@ -293,6 +312,28 @@ class SqsSource:
                 " it is delivered again)", action, record.get("messageId"), failure.get("Code"), failure.get("Message"),
             )
         return [records[int(item["Id"])] for item in response.get("Successful", [])]
+
+    # -- reachability: one line when SQS cannot be reached, one when it can again ------------
+
+    def _unreachable(self, action: str, error: Exception, consequence: str = "") -> None:
+        self.last_error = f"{action}: {error}"
+        self._failed_calls = getattr(self, "_failed_calls", 0) + 1
+        if self.unreachable_since is None:
+            self.unreachable_since, self._failed_calls = time.monotonic(), 1
+            logger.warning("cannot reach SQS: %s failed: %s%s; retrying with back-off (further failures are not"
+                           " logged until it is reachable again)", action, error, consequence)
+        else:
+            logger.debug("SQS %s failed again: %s%s", action, error, consequence)
+
+    def _reached(self) -> None:
+        if self.unreachable_since is not None:
+            logger.warning("SQS is reachable again, after %.1fs and %d failed call(s)",
+                           time.monotonic() - self.unreachable_since, self._failed_calls)
+            self.unreachable_since = None
+
+    def readiness(self) -> str | None:
+        """Why this source cannot deliver now (its last call to SQS failed), or None when it can."""
+        return None if self.unreachable_since is None else f"cannot reach SQS: {self.last_error}"
 
     def _log_retry(self, record: dict[str, Any], outcome: Outcome, count: int, delay: int) -> None:
         from host.core.dispatch import Status

@@ -14,6 +14,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     send.add_argument("payload", nargs="?", help="payload as JSON (default null)")
     send.add_argument("--file", help="read the payload JSON from this file")
     send.add_argument("--delay", type=float, default=0, help="delay in seconds, 0-900 (fractions are kept locally)")
+    send.add_argument("--group", metavar="GROUP_ID",
+                      help="FIFO message group: messages of one group are handled in order, one batch at a time")
+    send.add_argument("--dedup-id", metavar="DEDUP_ID",
+                      help="FIFO deduplication id: another message with it within 5 minutes is dropped")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
     send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server (a body over "
                       "256 KiB goes through the S3 bucket LETSGO_WORKER_LARGE_MESSAGE_BUCKET)")

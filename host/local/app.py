@@ -46,6 +46,8 @@ class LocalApp:
     :param routes: the plugins' routes.
     :param enqueue: what ``request.enqueue`` of a plugin route calls.
     :param health: returns the JSON of ``GET /healthz`` (called in a thread).
+    :param probes: more such paths (``/livez``, ``/readyz``), each answering 200
+        when its JSON has ``"status": "ok"``, else 503.
     """
 
     def __init__(
@@ -56,12 +58,14 @@ class LocalApp:
         enqueue: Callable[[dict[str, Any], float], str] | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         intake_note: str = "this server does not accept messages",
+        probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
         self.queue = queue
         self.routes = routes or RouteTable()
         self.enqueue = enqueue
         self.health = health or (lambda: {"status": "ok"})
         self.intake_note = intake_note
+        self.probes = {"/healthz": lambda: self.health(), **(probes or {})}
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -91,10 +95,10 @@ class LocalApp:
             if method != "POST":
                 return _not_allowed(method, path, ["POST"])
             return await self.intake(body, headers)
-        if path == "/healthz":
+        if path in self.probes:
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, path, ["GET"])
-            health = await asyncio.to_thread(self.health)
+            health = await asyncio.to_thread(self.probes[path])
             return Response(200 if health.get("status") == "ok" else 503, health)
         return await self.route(self._request(scope, headers, body))
 

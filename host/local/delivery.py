@@ -53,7 +53,15 @@ class MessageSource(Protocol):
         ...
 
 
+class SourceUnavailable(Exception):
+    """Raised by a source's ``receive`` when its queue cannot be reached; the source has said so in the log."""
+
+
 logger = logging.getLogger("letsgo.delivery")
+
+#: After a failed receive the loop waits this long, doubling per failure up to the maximum.
+RECEIVE_BACKOFF_BASE_SECONDS = 1.0
+RECEIVE_BACKOFF_MAX_SECONDS = 16.0
 
 #: How long one receive waits for a first message before the loop looks around again.
 DEFAULT_POLL_SECONDS = 1.0
@@ -127,7 +135,10 @@ class Delivery:
         concurrency: int = 5,
         visibility_timeout: float = 360.0,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
+        max_visibility_extension: float = 0.0,
     ) -> None:
+        from host.local.heartbeat import Heartbeat
+
         self.worker = worker
         self.source = source
         self.batch_size = batch_size
@@ -142,19 +153,26 @@ class Delivery:
         self._stopping = threading.Event()
         self._dispatcher: threading.Thread | None = None
         self._next_batch = 0
+        #: Keeps running messages invisible (None: off, or the source cannot extend).
+        self.heartbeat = Heartbeat.for_source(source, visibility_timeout, max_visibility_extension)
+        #: How long a batch may hold its slot: its messages are visible again after that.
+        self.batch_lifetime = self.heartbeat.max_extension if self.heartbeat else visibility_timeout
 
     @classmethod
     def from_settings(cls, worker: Worker, source: MessageSource, settings: Settings, **options: Any) -> Delivery:
-        """A delivery loop with the batch size, window, concurrency and visibility timeout of ``settings``."""
+        """A delivery loop with the batch size, window, concurrency, visibility timeout and heartbeat of ``settings``."""
         return cls(
             worker, source, batch_size=settings.batch_size, batch_window=settings.batch_window,
-            concurrency=settings.concurrency, visibility_timeout=settings.visibility_timeout, **options,
+            concurrency=settings.concurrency, visibility_timeout=settings.visibility_timeout,
+            max_visibility_extension=settings.max_visibility_extension, **options,
         )
 
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> Delivery:
-        """Start the dispatcher thread."""
+        """Start the dispatcher thread (and the heartbeat)."""
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         self._dispatcher = threading.Thread(target=self._dispatch, name="letsgo-delivery", daemon=True)
         self._dispatcher.start()
         return self
@@ -179,18 +197,31 @@ class Delivery:
         for runner in idle:
             runner.retire()
         running = sum(1 for batch in left if not batch.overdue)
+        if self.heartbeat is not None:
+            self.heartbeat.stop()  # before the release: a released message must not be extended again
         if running:
             logger.warning(
                 "stopping with %d batch(es) still running after %gs; their messages will be delivered again",
                 running, timeout,
             )
+        if self._dispatcher is not None and self._dispatcher.is_alive():
+            # A receive still waiting (an SQS long poll) releases what it gets once it returns. Released
+            # before it returns, what is left here could be received by it once more, for nothing.
+            self._dispatcher.join(self.poll_seconds + 5)
         self._release([record for batch in left for record in batch.records])
         return running
 
     def in_flight(self) -> int:
-        """Batches running and still within their visibility timeout."""
+        """Batches running and still within their visibility timeout (or the heartbeat's cap)."""
         with self._changed:
             return self._running()
+
+    def alive(self) -> bool:
+        """Whether the dispatcher and the heartbeat threads run (or are stopping on request)."""
+        if self._stopping.is_set():
+            return True
+        dispatching = self._dispatcher is not None and self._dispatcher.is_alive()
+        return dispatching and (self.heartbeat is None or self.heartbeat.alive())
 
     # -- the dispatcher --------------------------------------------------------------
 
@@ -200,9 +231,9 @@ class Delivery:
             if not batch.overdue and now >= batch.deadline:
                 batch.overdue = True
                 logger.warning(
-                    "a batch of %d message(s) has run longer than the visibility timeout (%gs);"
-                    " its messages are delivered again (a handler may hang)",
-                    len(batch.records), self.visibility_timeout,
+                    "a batch of %d message(s) has run longer than %gs (%s);"
+                    " its messages are delivered again (a handler may hang)", len(batch.records), self.batch_lifetime,
+                    "LETSGO_WORKER_MAX_VISIBILITY_EXTENSION" if self.heartbeat else "the visibility timeout",
                 )
         return sum(1 for batch in self._batches.values() if not batch.overdue)
 
@@ -219,13 +250,25 @@ class Delivery:
         return 0
 
     def _dispatch(self) -> None:
+        failures, outage_began, reported = 0, 0.0, False
         while slots := self._free_slots():
             try:
                 records = self._gather(slots)
-            except Exception:
-                logger.exception("receiving messages failed; trying again in %gs", self.poll_seconds)
-                self._stopping.wait(self.poll_seconds)
+            except Exception as error:
+                # One line per outage, not one per attempt; the wait doubles up to its maximum.
+                failures += 1
+                if failures == 1:
+                    # A source that raises SourceUnavailable has said so itself, and says when it is back.
+                    outage_began, reported = time.monotonic(), not isinstance(error, SourceUnavailable)
+                    if reported:
+                        logger.warning("receiving messages failed: %s: %s; retrying with back-off", type(error).__name__,
+                                       error, exc_info=logger.isEnabledFor(logging.DEBUG))
+                self._stopping.wait(min(RECEIVE_BACKOFF_MAX_SECONDS, RECEIVE_BACKOFF_BASE_SECONDS * 2 ** min(failures - 1, 10)))
                 continue
+            if failures and reported:
+                logger.warning("receiving messages again, after %d failed attempt(s) over %.1fs",
+                               failures, time.monotonic() - outage_began)
+            failures = 0
             if not records:
                 continue
             if self._stopping.is_set():
@@ -234,8 +277,10 @@ class Delivery:
             if self._is_suspect(records[0]):
                 self._run_alone(records)
                 continue
-            for start in range(0, len(records), self.batch_size):
-                self._launch(records[start : start + self.batch_size])
+            from host.local.fifo import split_batches
+
+            for batch in split_batches(records, self.batch_size):
+                self._launch(batch)
 
     def _is_suspect(self, record: dict[str, Any]) -> bool:
         is_suspect = getattr(self.source, "is_suspect", None)
@@ -295,8 +340,10 @@ class Delivery:
         with self._changed:
             number = self._next_batch
             self._next_batch += 1
-            batch = _Batch(records, time.monotonic() + self.visibility_timeout)
+            batch = _Batch(records, time.monotonic() + self.batch_lifetime)
             self._batches[number] = batch
+            if self.heartbeat is not None:
+                self.heartbeat.watch(records)
             runner = self._idle.pop() if self._idle else None
             if runner is None:
                 self._runners += 1
@@ -329,6 +376,8 @@ class Delivery:
             for index, _ in entries:
                 settled[index] = True
             done = {id(records[i]) for i, _ in entries}
+            if self.heartbeat is not None:
+                self.heartbeat.forget([records[i] for i, _ in entries])
             with self._changed:  # a stop releases only what is still unsettled
                 batch.records = [r for r in batch.records if id(r) not in done]
 
@@ -364,6 +413,8 @@ class Delivery:
         except Exception:
             logger.exception("settling a batch failed; its messages are delivered again after the visibility timeout")
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.forget(records)
             with self._changed:
                 del self._batches[number]
                 # Enough idle threads for a full set of batches; one replacing a hung thread retires.
@@ -381,3 +432,4 @@ class Delivery:
             release(records)
         except Exception:
             logger.exception("could not release %d message(s); they are delivered again after the visibility timeout", len(records))
+

@@ -146,8 +146,10 @@ class LocalServer:
         enqueue: Callable[[dict[str, Any], float], str] | None = None,
         health: Callable[[], dict[str, Any]] | None = None,
         intake_note: str = "this server does not accept messages",
+        probes: dict[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
-        self.app = LocalApp(queue=queue, routes=routes, enqueue=enqueue, health=health, intake_note=intake_note)
+        self.app = LocalApp(queue=queue, routes=routes, enqueue=enqueue, health=health, intake_note=intake_note,
+                            probes=probes)
         self._socket = _listen(host, port)
         self._server = Server(
             Config(

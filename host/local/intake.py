@@ -2,7 +2,10 @@
 
 ``POST /`` takes what LetsGo's queue client sends (an SQS-shaped
 ``{"Records": [...]}``) or a bare ``{"type", "payload"}`` message with an
-optional ``delaySeconds`` (0-900). Intake checks the envelope only; what is
+optional ``delaySeconds`` (0-900). FIFO: a record's
+``attributes.MessageGroupId`` and ``attributes.MessageDeduplicationId`` (as SQS
+records carry them), or a bare message's ``groupId`` and ``deduplicationId``
+(see :mod:`host.local.fifo`). Intake checks the envelope only; what is
 inside a message (its type, its payload, even whether a record's body is JSON)
 is dispatch's business, so such messages are stored and then rejected into the
 dead-letter queue with their reason: nothing is dropped unrecorded.
@@ -18,6 +21,7 @@ import json
 from typing import Any
 
 from host.core.dispatch import json_kind, refuse_json_constant
+from host.local.fifo import fifo_id_problem
 from host.services.enqueue import MAX_DELAY_SECONDS, InvalidMessageError, check_delay
 
 #: The largest message body accepted, per record: SQS's message size limit (256 KiB).
@@ -25,6 +29,9 @@ MAX_BODY_BYTES = 256 * 1024
 #: The largest request: an SQS batch of ten records of 256 KiB each, plus 64 KiB for their JSON framing.
 MAX_REQUEST_BYTES = 10 * MAX_BODY_BYTES + 64 * 1024
 _TOO_LARGE = f"the limit is {MAX_BODY_BYTES} bytes per message (256 KiB, the SQS message size limit)"
+
+#: Keys of a bare message that tell intake how to store it, and are not part of the stored body.
+_ENVELOPE_KEYS = frozenset({"delaySeconds", "groupId", "deduplicationId"})
 
 _SHAPES = '{"Records": [...]} (as LetsGo\'s queue client sends) or {"type": "...", "payload": ...}'
 _NO_CONTENT_TYPE = (
@@ -68,8 +75,20 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | None, str]], float]:
-    """Read a ``POST /`` body: return ``[(message id or None, body)]`` and the delay in seconds.
+def _fifo_ids(source: Any, group_key: str, dedup_key: str, where: str) -> tuple[str | None, str | None]:
+    """The FIFO group and deduplication ids in ``source`` (absent: None); raise :class:`IntakeError`."""
+    if not isinstance(source, dict):
+        return None, None
+    ids = source.get(group_key), source.get(dedup_key)
+    for value, key in zip(ids, (group_key, dedup_key)):
+        problem = fifo_id_problem(value, f"{where}{key}")
+        if problem:
+            raise IntakeError(400, problem)
+    return ids
+
+
+def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | None, str, str | None, str | None]], float]:
+    """Read a ``POST /`` body: return ``[(message id or None, body, group id, deduplication id)]`` and the delay.
 
     ``typed`` says the request had a ``Content-Type`` (checked by
     :func:`check_sender`); without one only LetsGo's ``{"Records": [...]}`` is
@@ -114,20 +133,23 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
                     raise IntakeError(
                         400, f"Records[{index}].messageId is not valid Unicode: {error.reason} at {error.start}"
                     ) from None
-            messages.append((message_id if usable else None, body))
+            group, dedup = _fifo_ids(record.get("attributes"), "MessageGroupId", "MessageDeduplicationId",
+                                     f"Records[{index}].attributes.")
+            messages.append((message_id if usable else None, body, group, dedup))
         return messages, delay
     if "type" in value:
         if not typed:
             raise IntakeError(415, _NO_CONTENT_TYPE)
         if not isinstance(value["type"], str):
             encode_message(value)  # raises, saying what is wrong with "type"
-        if "delaySeconds" not in value:
+        fifo = _fifo_ids(value, "groupId", "deduplicationId", "")
+        if not _ENVELOPE_KEYS.intersection(value):
             try:
-                return [(None, _checked_size(data.decode("utf-8")))], delay  # stored exactly as sent
+                return [(None, _checked_size(data.decode("utf-8")), *fifo)], delay  # stored exactly as sent
             except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32
                 pass
-        message = {key: item for key, item in value.items() if key != "delaySeconds"}
-        return [(None, _checked_size(encode_message(message)))], delay
+        message = {key: item for key, item in value.items() if key not in _ENVELOPE_KEYS}
+        return [(None, _checked_size(encode_message(message)), *fifo)], delay
     raise IntakeError(400, f"expected {_SHAPES}; the object has neither \"Records\" nor \"type\"")
 
 

@@ -114,7 +114,6 @@ def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> N
     from host.core.worker import Worker, set_worker
     from host.local.delivery import Delivery
     from host.local.queue import LocalQueue
-    from host.local.runtime import STOP_TIMEOUT_SECONDS
 
     configure_text_logging(settings.log_level)
     stop = threading.Event()
@@ -135,7 +134,7 @@ def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> N
         while not stop.wait(1.0) and os.getppid() == server_pid:
             pass
     finally:
-        delivery.stop(STOP_TIMEOUT_SECONDS)
+        delivery.stop(settings.drain_timeout)
         worker.stop()
         queue.close()
         logging.shutdown()

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.dead_letters import move_to_dead_letters, redrive_rows
+from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
 from host.local.file_guard import FileGuard, write_hint
 from host.local.schema import DeadLetter, prepare, sqs_record
 from host.local.settlement import decide, log_settled
@@ -67,7 +68,7 @@ POLL_SECONDS = 0.05
 #: before it fails, and ``POST /`` answers 503 rather than keeping its client waiting.
 LOCK_WAIT_SECONDS = 5.0
 
-_COLUMNS = "seq, id, body, sent_at, receive_count, first_received_at, last_error"
+_COLUMNS = "seq, id, body, sent_at, receive_count, first_received_at, last_error, group_id, deduplication_id"
 
 
 class LocalQueue:
@@ -76,6 +77,8 @@ class LocalQueue:
     Thread-safe: any thread may enqueue, receive and settle. ``claimer`` names
     this queue's receives in their receipt handles, so that the claims of one
     process that died can be released at once (:meth:`release_claims_of`).
+    FIFO groups and deduplication ids: :mod:`host.local.fifo`; a receive hands
+    out at most ``group_batch_limit`` messages of one group (one batch).
     """
 
     #: Bodies are stored inline, so ``ctx.enqueue`` under ``serve`` takes one SQS would carry through S3.
@@ -91,6 +94,7 @@ class LocalQueue:
         backoff_max: float = 300,
         create: bool = True,
         claimer: str | None = None,
+        group_batch_limit: int = 10,
     ) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.visibility_timeout = visibility_timeout
@@ -98,6 +102,7 @@ class LocalQueue:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.claimer = claimer or secrets.token_hex(4)
+        self.group_batch_limit = group_batch_limit
         if not create and not os.path.isfile(self.path):
             raise QueueError(
                 f"no local queue database at {self.path}; run `letsgo-worker serve` first or pass --db PATH"
@@ -127,6 +132,7 @@ class LocalQueue:
             max_receive_count=settings.max_receive_count,
             backoff_base=settings.backoff_base,
             backoff_max=settings.backoff_max,
+            group_batch_limit=settings.batch_size,
             **options,
         )
 
@@ -194,28 +200,31 @@ class LocalQueue:
         after ``delay_seconds`` (0 to 900).
         """
         delay = check_delay(delay_seconds)
-        rows = [(message_id or str(uuid.uuid4()), body, delay) for message_id, body in messages]
-        self.insert(rows)
-        return [message_id for message_id, _, _ in rows]
+        return self.insert([(message_id or str(uuid.uuid4()), body, delay) for message_id, body in messages])
 
     def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
              deduplication_id: str | None = None) -> str:
-        """Enqueue one checked body: the queue is the worker's enqueuer under ``serve``."""
-        return self.enqueue(body, delay_seconds)
+        """Enqueue one checked body (FIFO group and deduplication id optional): the worker's enqueuer under ``serve``."""
+        row = Row(str(uuid.uuid4()), body, check_delay(delay_seconds), group_id, deduplication_id)
+        return self.insert([row])[0]
 
-    def insert(self, rows: Sequence[tuple[str, str, float]]) -> None:
-        """Durably store ``(message id, body, delay seconds)`` rows; return once they are on disk."""
-        self._writer.submit(_inserter(rows), durable=True).result()
+    def insert(self, rows: Sequence[tuple]) -> list[str]:
+        """Durably store :class:`host.local.fifo.Row` tuples; return their ids once they are on disk.
 
-    async def store(self, messages: Iterable[tuple[str | None, str]], delay_seconds: float = 0) -> list[str]:
+        A row whose deduplication id was sent in the last 5 minutes is not stored; its id is the first message's.
+        """
+        return self._writer.submit(_inserter(rows), durable=True).result()
+
+    async def store(self, messages: Iterable[tuple], delay_seconds: float = 0) -> list[str]:
         """:meth:`enqueue_many` for a coroutine: the event loop goes on while the messages reach the disk.
 
-        The requests that arrive while one commit runs share the next one (the
-        writer's group commit), so under load many requests share one flush.
+        ``messages`` are ``(message id or None, body)`` pairs, optionally followed
+        by a FIFO group id and a deduplication id. The requests that arrive while
+        one commit runs share the next one (the writer's group commit), so under
+        load many requests share one flush.
         """
-        rows = [(message_id or str(uuid.uuid4()), body, delay_seconds) for message_id, body in messages]
-        await self._writer.write(_inserter(rows), durable=True)
-        return [message_id for message_id, _, _ in rows]
+        rows = [(message_id or str(uuid.uuid4()), body, delay_seconds, *fifo) for message_id, body, *fifo in messages]
+        return await self._writer.write(_inserter(rows), durable=True)
 
     # -- receiving -------------------------------------------------------------
 
@@ -251,12 +260,9 @@ class LocalQueue:
             suspect = connection.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE suspect = 1 AND visible_at <= ? ORDER BY seq LIMIT 1", (now,)
             ).fetchall()
-            rows = suspect or connection.execute(
-                f"SELECT {_COLUMNS} FROM messages WHERE visible_at <= ? AND suspect = 0 ORDER BY seq LIMIT ?",
-                (now, limit),
-            ).fetchall()
+            rows = suspect or claimable(connection, _COLUMNS, now, limit, self.group_batch_limit)
             claimed = []
-            for seq, message_id, body, sent_at, receive_count, first_received_at, last_error in rows:
+            for seq, message_id, body, sent_at, receive_count, first_received_at, last_error, group, dedup in rows:
                 if receive_count >= self.max_receive_count:
                     reason = (
                         f"received {receive_count} times (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT) without"
@@ -272,7 +278,8 @@ class LocalQueue:
                     " first_received_at = COALESCE(first_received_at, ?) WHERE seq = ?",
                     (handle, now + self.visibility_timeout, now, seq),
                 )
-                claimed.append(sqs_record(message_id, handle, body, receive_count + 1, sent_at, first_received_at or now))
+                record = sqs_record(message_id, handle, body, receive_count + 1, sent_at, first_received_at or now)
+                claimed.append(add_fifo_attributes(record, seq, group, dedup))
                 if suspect:
                     self._suspect_handles.add(handle)
             return claimed
@@ -334,15 +341,20 @@ class LocalQueue:
         return self.change_visibility(records, 0)
 
     def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
-        """Make claimed records visible again after ``seconds``; return how many were still claimed."""
+        """Make claimed records visible again after ``seconds``; return how many were still claimed.
+
+        As SQS's ``ChangeMessageVisibility``: with ``seconds > 0`` (the heartbeat) the
+        receipt handles stay valid; 0 releases the records (visible now, no longer in flight).
+        """
         handles = [record.get("receiptHandle") for record in records]
 
         def change(connection: sqlite3.Connection) -> int:
             visible_at = time.time() + seconds
             return sum(
                 connection.execute(
-                    "UPDATE messages SET visible_at = ?, receipt_handle = NULL WHERE seq = ? AND receipt_handle = ?",
-                    (visible_at, _receipt_seq(handle), handle),
+                    "UPDATE messages SET visible_at = ?, receipt_handle = CASE WHEN ? > 0 THEN receipt_handle END"
+                    " WHERE seq = ? AND receipt_handle = ?",
+                    (visible_at, seconds, _receipt_seq(handle), handle),
                 ).rowcount
                 for handle in handles
             )
@@ -422,17 +434,16 @@ class LocalQueue:
         (dead,), = self._read("SELECT COUNT(*) FROM dead_letters")
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
+    def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
+        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: connection.execute(
+            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
+            (name, fired_at, outcome, detail)))
 
-def _inserter(rows: Sequence[tuple[str, str, float]]) -> Callable[[sqlite3.Connection], None]:
-    now = time.time()
 
-    def insert(connection: sqlite3.Connection) -> None:
-        connection.executemany(
-            "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?, ?, ?, ?)",
-            [(message_id, body, now, now + delay) for message_id, body, delay in rows],
-        )
-
-    return insert
+def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
+    now, rows = time.time(), [Row(*row) for row in rows]
+    return lambda connection: insert_rows(connection, rows, now)
 
 
 def _receipt_seq(receipt_handle: Any) -> int | None:

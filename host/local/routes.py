@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from host.core.worker import Worker
 
 #: Paths the local server serves itself; a plugin cannot take them.
-RESERVED_PATHS = frozenset({"/", "/healthz"})
+RESERVED_PATHS = frozenset({"/", "/healthz", "/livez", "/readyz"})
 
 #: Methods a route may be registered for.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -4,8 +4,11 @@ By default messages come in over HTTP and wait in the SQLite queue; with
 ``--sqs QUEUE_URL`` they come from a real SQS queue instead. Either way the
 same delivery loop hands them, batch by batch, to the batch processor that
 ``lambda_entry.handler`` runs in Lambda. SIGINT or SIGTERM stops gracefully:
-no new batches, running ones get a bounded time to finish, and whatever is
-left is delivered again at the next start (a second signal stops at once).
+no new batches, running ones get ``LETSGO_WORKER_DRAIN_SECONDS`` to finish, and
+whatever is left is released, visible again at once (a second signal stops at
+once). Under ``--sqs`` such a drain exits 0: what was left runs on another
+worker. ``/livez`` says the process and its loops are alive, ``/readyz`` that
+it can deliver (the queue is reachable) and is not draining.
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("letsgo.serve")
 
-#: How long a graceful stop waits for running batches and ticks.
-STOP_TIMEOUT_SECONDS = 10.0
 
 
 def cli_serve(args: argparse.Namespace) -> int:
@@ -51,7 +52,10 @@ def cli_serve(args: argparse.Namespace) -> int:
         runtime.stop()  # what did start (plugins' letsgo_startup, the lock) is undone
         raise
     print(f"letsgo-worker listening on {runtime.server.url}", file=sys.stderr, flush=True)
-    if not is_loopback(settings.host):
+    if not is_loopback(settings.host) and runtime.sqs_queue_url:
+        logger.info("listening on %s, beyond this machine: under --sqs POST / takes nothing; /livez, /readyz,"
+                    " /healthz and plugin routes are served", settings.host)
+    elif not is_loopback(settings.host):
         logger.warning(
             "listening on %s, beyond this machine: POST / takes any message without authentication "
             "(a letsgo:stripe message skips webhook signatures); bind 127.0.0.1 unless a firewall guards the port",
@@ -59,13 +63,23 @@ def cli_serve(args: argparse.Namespace) -> int:
         )
     runtime.wait_for_signal()
     left_running = runtime.stop()
+    if left_running and runtime.sqs_queue_url:
+        # A container's drain: what still ran is back in the queue, visible now, for the next worker.
+        logger.warning(
+            "drained: %d batch(es) still running after %gs (LETSGO_WORKER_DRAIN_SECONDS) were returned to"
+            " the SQS queue, visible again at once; exiting", left_running, settings.drain_timeout,
+        )
+        logging.shutdown()
+        os._exit(0)  # a normal exit would wait for the threads of the handlers still running
     if left_running:
         logger.warning(
             "exiting with %d batch(es) still running after %gs; their messages are delivered again at the next start",
-            left_running, STOP_TIMEOUT_SECONDS,
+            left_running, settings.drain_timeout,
         )
         logging.shutdown()
         os._exit(1)  # a normal exit would wait for the threads of the handlers still running
+    if runtime.sqs_queue_url:
+        logger.info("drained: every running message finished; exiting")
     return 0
 
 
@@ -146,8 +160,10 @@ class Runtime:
         self.server = None
         self.delivery = None
         self.processes = None
-        self.scheduler = None
+        #: One :class:`host.local.timer.Scheduler` per schedule, in the process holding the serve lock.
+        self.schedulers: list = []
         self.clock = None
+        self._leader = True
         self._signalled = threading.Event()
         self.started = False
 
@@ -156,7 +172,7 @@ class Runtime:
         from host.local.delivery import Delivery
         from host.local.http_server import LocalServer
         from host.local.routes import collect_routes
-        from host.local.timer import HOW_TO_ENABLE, Scheduler, load_schedule
+        from host.local.timer import load_schedule
 
         settings = self.settings
         # An invalid schedule stops start-up before anything else happens.
@@ -166,6 +182,7 @@ class Runtime:
             settings.host, settings.port, queue=self.queue, health=self._health,
             enqueue=lambda message, delay_seconds=0: self.worker.enqueue(message, delay_seconds),
             intake_note=f"this server delivers messages from the SQS queue {self.sqs_queue_url}; send messages there",
+            probes={"/livez": self._liveness, "/readyz": self._readiness},
         )
         self.settings = settings = _replace(settings, port=self.server.port)
         self.worker = self._start_worker(settings)
@@ -180,23 +197,44 @@ class Runtime:
             self.processes = DeliveryProcesses(settings, self.queue, settings.delivery_processes).start()
         else:
             self.delivery = Delivery.from_settings(
-                self.worker, source, settings, poll_seconds=10.0 if self.sqs_queue_url else 1.0
+                # Under --sqs, a long poll of up to 10 s, and no longer than a drain: SIGTERM is not kept waiting.
+                self.worker, source, settings,
+                poll_seconds=max(1.0, min(10.0, settings.drain_timeout)) if self.sqs_queue_url else 1.0,
             ).start()
         if self.queue is not None:
             from host.local.clock import ClockWatch
 
             self.clock = ClockWatch(self.queue).start()
+        self._start_schedulers(schedule)
+        self.started = True
+
+    def _start_schedulers(self, schedule) -> None:
+        """Fire ``LETSGO_WORKER_SCHEDULE`` and every named schedule, each on its own timing.
+
+        Only here, in the process that holds the serve lock (the delivery
+        processes of ``--workers N`` never fire), so each tick fires once per
+        queue file; its outcome goes to the queue's ``ticks`` table.
+        """
+        from host.local.timer import HOW_TO_ENABLE, Scheduler
+
+        if not self._leader:
+            logger.warning("file locks are unavailable here: this server fires the schedules; run one server per queue file")
+        region = self.settings.aws_region or "local"
+        on_tick = self.queue.record_tick if self.queue is not None else None
         if schedule is None:
             logger.info(HOW_TO_ENABLE)
         else:
-            self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
-        self.started = True
+            self.schedulers.append(Scheduler(self.worker, schedule, region=region, on_tick=on_tick).start())
+        for named in self.worker.schedules:
+            self.schedulers.append(
+                Scheduler(self.worker, named.schedule, region=region, name=named.name, on_tick=on_tick).start()
+            )
 
     def _open_local_queue(self):
         from host.local.queue import LocalQueue, QueueError
 
         self.lock = ServeLock(self.settings.db_path)
-        exclusive = self.lock.acquire()
+        exclusive = self._leader = self.lock.acquire()
         try:
             self.queue = LocalQueue.from_settings(self.settings)
             # A damaged file found now is one clear line; found by a write, it would be a 503 per request.
@@ -255,6 +293,23 @@ class Runtime:
             health["delivery_processes"] = self.processes.pids()
         return health
 
+    def _liveness(self) -> dict[str, Any]:
+        """``GET /livez``: the process answers and its delivery loop (dispatcher, heartbeat) is alive."""
+        if self.delivery is not None and not self.delivery.alive():
+            return {"status": "error", "error": "the delivery loop has stopped"}
+        return {"status": "ok"}
+
+    def _readiness(self) -> dict[str, Any]:
+        """``GET /readyz``: not draining, and the queue can be used (SQS reached at the last call, the file intact)."""
+        if self._signalled.is_set():
+            return {"status": "draining", "draining": True}
+        source = self.delivery.source if self.delivery is not None else None
+        readiness = getattr(source, "readiness", None)
+        problem = (readiness() if readiness else None) or (self.queue.file_problem() if self.queue is not None else None)
+        if problem:
+            return {"status": "unavailable", "draining": False, "error": problem}
+        return {"status": "ok", "draining": False}
+
     def handle_signals(self) -> None:
         """Make SIGINT and SIGTERM request a graceful stop; a second one exits at once."""
 
@@ -281,13 +336,13 @@ class Runtime:
         ended. Their messages are released, so the serve lock stays held until
         the process exits: another ``serve`` must not run them while they still run here.
         """
-        left_running = 0
-        if self.scheduler is not None:
-            self.scheduler.stop(STOP_TIMEOUT_SECONDS)
+        left_running, bound = 0, self.settings.drain_timeout
+        for scheduler in self.schedulers:
+            scheduler.stop(bound)
         if self.delivery is not None:
-            left_running = self.delivery.stop(STOP_TIMEOUT_SECONDS)
+            left_running = self.delivery.stop(bound)
         if self.processes is not None:
-            self.processes.stop(STOP_TIMEOUT_SECONDS)
+            self.processes.stop(bound)
         if self.clock is not None:
             self.clock.stop()
         if self.server is not None:

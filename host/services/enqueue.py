@@ -124,7 +124,8 @@ class HttpEnqueuer:
 
     def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
              deduplication_id: str | None = None) -> str:
-        return post_local(self.url, body, delay_seconds, region=self.region)
+        return post_local(self.url, body, delay_seconds, region=self.region, group_id=group_id,
+                          deduplication_id=deduplication_id)
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,14 @@ async def enqueue_async(message: dict[str, Any], delay_seconds: float = 0, **opt
 
 
 def local_request_body(
-    body: str, delay_seconds: float = 0, *, message_id: str | None = None, region: str | None = None
+    body: str, delay_seconds: float = 0, *, message_id: str | None = None, region: str | None = None,
+    group_id: str | None = None, deduplication_id: str | None = None,
 ) -> dict[str, Any]:
-    """The POST body LetsGo's queue client sends to a local worker, plus a top-level ``delaySeconds``."""
+    """The POST body LetsGo's queue client sends to a local worker, plus a top-level ``delaySeconds``.
+
+    A FIFO group and deduplication id go where SQS records carry them: ``attributes.MessageGroupId``
+    and ``attributes.MessageDeduplicationId``.
+    """
     now = str(int(time.time() * 1000))
     try:
         user = getpass.getuser()
@@ -221,17 +227,23 @@ def local_request_body(
         "eventSourceARN": sender,
         "awsRegion": region or "us-east-1",
     }
+    if group_id:
+        record["attributes"]["MessageGroupId"] = group_id
+    if deduplication_id:
+        record["attributes"]["MessageDeduplicationId"] = deduplication_id
     request: dict[str, Any] = {"Records": [record]}
     if delay_seconds:
         request["delaySeconds"] = delay_seconds  # read by our local server; LetsGo's ignores it
     return request
 
 
-def post_local(url: str, body: str, delay_seconds: float = 0, *, region: str | None = None) -> str:
-    """POST one message to the local server at ``url``; return its message id."""
+def post_local(url: str, body: str, delay_seconds: float = 0, *, region: str | None = None,
+               group_id: str | None = None, deduplication_id: str | None = None) -> str:
+    """POST one message to the local server at ``url``; return its message id (a duplicate's: the first's)."""
     import httpx
 
-    request = local_request_body(body, delay_seconds, region=region)
+    request = local_request_body(body, delay_seconds, region=region, group_id=group_id,
+                                 deduplication_id=deduplication_id)
     message_id = request["Records"][0]["messageId"]
     try:
         response = httpx.post(url, json=request, timeout=LOCAL_TIMEOUT_SECONDS)
@@ -333,11 +345,11 @@ def _usage_error(text: str) -> int:
 
 
 def cli_send(args: argparse.Namespace) -> int:
-    """``letsgo-worker send TYPE [PAYLOAD_JSON | --file F] [--delay N] [--url URL | --sqs QUEUE_URL]``.
+    """``letsgo-worker send TYPE [PAYLOAD_JSON | --file F] [--delay N] [--group G] [--dedup-id D] [--url URL | --sqs QUEUE_URL]``.
 
     Posts to the local server (``--url``, else ``LETSGO_LOCAL_QUEUE_URL``, else
     http://127.0.0.1:3002) or, with ``--sqs``, sends to that SQS queue. Prints
-    the message id.
+    the message id (for a duplicate deduplication id, the first message's).
     """
     if args.payload is not None and args.file:
         return _usage_error("give the payload as an argument or with --file, not both")
@@ -356,18 +368,24 @@ def cli_send(args: argparse.Namespace) -> int:
     sqs_url = getattr(args, "sqs", None)
     if sqs_url and args.url:
         return _usage_error("give --url (local server) or --sqs (SQS queue), not both")
+    from host.local.fifo import fifo_id_problem
+
+    fifo = {"group_id": getattr(args, "group", None), "deduplication_id": getattr(args, "dedup_id", None)}
+    for flag, value in zip(("--group", "--dedup-id"), fifo.values()):
+        if problem := fifo_id_problem(value, flag):
+            return _usage_error(problem)
     try:
         settings = Settings.from_env() if sqs_url else None
         bucket = settings.large_message_bucket if settings else None
         body = message_body({"type": args.type, "payload": payload}, MAX_LARGE_MESSAGE_BYTES if bucket else MAX_MESSAGE_BYTES)
         delay = check_delay(args.delay)
         if settings is not None:
-            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, bucket=bucket)
+            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, bucket=bucket, **fifo)
         else:
             url = args.url or Settings.from_env().local_queue_url or DEFAULT_LOCAL_URL
             if not url.startswith(("http://", "https://")):
                 return _usage_error(f"--url {url!r} is not an http:// or https:// URL")
-            message_id = post_local(url, body, delay)
+            message_id = post_local(url, body, delay, **fifo)
     except InvalidMessageError as error:
         return _usage_error(str(error))
     except EnqueueError as error:

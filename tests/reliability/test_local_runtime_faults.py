@@ -142,7 +142,8 @@ def test_sigterm_with_a_handler_still_running_keeps_the_lock_until_the_process_i
     ledger = str(tmp_path / "ledger")
     db = tmp_path / "queue.db"
     # rel.hang is a def handler that blocks for REL_HANG_SECONDS: longer than the 10 s grace period.
-    env = server_env(plugin_root, REL_LEDGER=ledger, REL_HANG_SECONDS="13", LETSGO_WORKER_VISIBILITY_TIMEOUT="600")
+    env = server_env(plugin_root, REL_LEDGER=ledger, REL_HANG_SECONDS="13", LETSGO_WORKER_VISIBILITY_TIMEOUT="600",
+                     LETSGO_WORKER_DRAIN_SECONDS="10")
     first = Server(db, tmp_path / "first.log", env).start()
     assert post(first.url, {"type": "rel.hang", "payload": {"n": 7}})[0] == 201
     wait_until(lambda: health(first.url)["batches_in_flight"] == 1, 60, message="the slow handler to run")
