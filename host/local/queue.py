@@ -81,8 +81,7 @@ class LocalQueue:
     out at most ``group_batch_limit`` messages of one group (one batch).
     """
 
-    #: Bodies are stored inline, so ``ctx.enqueue`` under ``serve`` takes one SQS would carry through S3.
-    max_body_bytes = MAX_LOCAL_BODY_BYTES
+    max_body_bytes = MAX_LOCAL_BODY_BYTES  #: bodies are inline: ``ctx.enqueue`` takes what SQS carries through S3
 
     def __init__(
         self,
@@ -143,9 +142,7 @@ class LocalQueue:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS
-        )
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
         if sys.platform == "darwin":
             # macOS's fsync does not reach the disk's platter or flash; F_FULLFSYNC does.
             connection.execute("PRAGMA fullfsync=ON")

@@ -290,7 +290,7 @@ class Runtime:
             return self.queue
         from host.services.enqueue import SqsEnqueuer
 
-        return SqsEnqueuer(settings.queue_url or self.sqs_queue_url, settings.aws_region)
+        return SqsEnqueuer(settings.queue_url or self.sqs_queue_url, settings.aws_region, settings.large_message_bucket)
 
     def _start_worker(self, settings: Settings):
         from host.core.plugins import report_problems
