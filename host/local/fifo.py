@@ -99,15 +99,25 @@ def claimable(connection: sqlite3.Connection, columns: str, now: float, limit: i
     ).fetchall()
     if not connection.execute("SELECT 1 FROM messages WHERE group_id IS NOT NULL LIMIT 1").fetchone():
         return rows
-    grouped = connection.execute(
-        f"SELECT {columns} FROM ("
-        f" SELECT {columns}, ROW_NUMBER() OVER run AS position,"
-        "  SUM(visible_at > ? OR suspect = 1) OVER run AS blocked"
-        "  FROM messages WHERE group_id IS NOT NULL"
-        "  WINDOW run AS (PARTITION BY group_id ORDER BY seq ROWS UNBOUNDED PRECEDING))"
-        " WHERE blocked = 0 AND position <= ? ORDER BY seq LIMIT ?",
-        (now, group_limit, limit),
+    # Each group's first message (an index-only scan of messages_by_group), where it may be claimed now...
+    heads = connection.execute(
+        "SELECT first.group_id, first.seq FROM"
+        " (SELECT group_id, MIN(seq) AS seq FROM messages WHERE group_id IS NOT NULL GROUP BY group_id) AS first"
+        " JOIN messages ON messages.seq = first.seq WHERE messages.visible_at <= ? AND messages.suspect = 0"
+        " ORDER BY first.seq LIMIT ?",
+        (now, limit),
     ).fetchall()
+    grouped = []
+    for group_id, head in heads:
+        # ...then the group's next ones, while each may be claimed too.
+        run = connection.execute(
+            f"SELECT {columns}, visible_at, suspect FROM messages WHERE group_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (group_id, head, group_limit),
+        ).fetchall()
+        for *row, visible_at, suspect in run:
+            if visible_at > now or suspect:
+                break
+            grouped.append(tuple(row))
     # Both lists are in seq order (the first column); a group cut short here just waits for the next receive.
     return sorted(rows + grouped, key=lambda row: row[0])[:limit]
 
