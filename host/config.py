@@ -101,6 +101,16 @@ def optional_seconds(low: float, high: float) -> Callable[[str], float | None]:
     return parse
 
 
+def switch(value: str) -> bool | None:
+    """:func:`flag`, or None for ``auto`` (the worker decides where it runs)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return flag(value)
+    except ValueError:
+        raise ValueError("expected auto, 1/0, true/false, yes/no or on/off") from None
+
+
 def log_level(value: str) -> str:
     """A :mod:`logging` level name, upper-cased."""
     level = value.strip().upper()
@@ -183,7 +193,16 @@ SETTINGS: tuple[Setting, ...] = (
           "serve: on SIGTERM, how long running batches may finish before what remains is returned to the queue"
           " (25: below ECS's default stopTimeout of 30 s)."),
     _host("aws_region", "AWS_REGION", None, optional, "AWS region for SQS and DynamoDB."),
+    _host("lambda_backoff", "LETSGO_WORKER_LAMBDA_BACKOFF", "auto", switch,
+          "Lambda: give a failed message its back-off with ChangeMessageVisibility; auto: on inside Lambda."),
+    _host("dlq_url", "LETSGO_WORKER_DLQ_URL", None, optional,
+          "URL of the queue's dead-letter queue: rejected messages are sent there at once (Lambda, serve --sqs)."),
+    _host("rejected_to_dlq", "LETSGO_WORKER_REJECTED_TO_DLQ", "1", flag,
+          "Send a rejected message straight to the dead-letter queue when it is known; 0: leave it to the redrive policy."),
+    _host("large_message_bucket", "LETSGO_WORKER_LARGE_MESSAGE_BUCKET", None, optional,
+          "S3 bucket for message bodies over 256 KiB sent to SQS (the SQS Extended Client's pointer format)."),
     _host("aws_endpoint_url", "AWS_ENDPOINT_URL", None, optional, "Endpoint of every AWS service, e.g. a local emulator (boto3 reads it too)."),
+    _host("lambda_runtime_api", "AWS_LAMBDA_RUNTIME_API", None, optional, "Set by Lambda: the worker runs inside a Lambda execution environment."),
     _host("lambda_function_name", "AWS_LAMBDA_FUNCTION_NAME", None, optional, "Set by Lambda; `invoke` names its simulated function after it."),
     _host("lambda_function_version", "AWS_LAMBDA_FUNCTION_VERSION", None, optional, "Set by Lambda; the version `invoke` simulates."),
     _host("lambda_memory_size", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", None, optional, "Set by Lambda; the memory (MB) `invoke` simulates."),
@@ -249,7 +268,12 @@ class Settings:
     max_visibility_extension: float
     drain_timeout: float
     aws_region: str | None
+    lambda_backoff: bool | None
+    dlq_url: str | None
+    rejected_to_dlq: bool
+    large_message_bucket: str | None
     aws_endpoint_url: str | None
+    lambda_runtime_api: str | None
     lambda_function_name: str | None
     lambda_function_version: str | None
     lambda_memory_size: str | None

@@ -210,7 +210,8 @@ def test_redrive_policy_moves_a_poison_message_to_the_dlq(aws, test_worker):
     queue = create_queue(sqs, dlq_max_receive_count=2)
     poison = {"type": "test:unknown-type", "payload": {"x": 1}}
     message_id = send(sqs, queue["url"], poison)
-    source = SqsSource(queue["url"], settings(LETSGO_WORKER_BACKOFF_BASE_SECONDS="0"))
+    # Without straight-to-DLQ (tests/test_aws_dlq.py), the redrive policy dead-letters a rejected message.
+    source = SqsSource(queue["url"], settings(LETSGO_WORKER_BACKOFF_BASE_SECONDS="0", LETSGO_WORKER_REJECTED_TO_DLQ="0"))
     assert source.max_receive_count == 2
 
     statuses, dead = [], []
@@ -303,12 +304,15 @@ def test_serve_sqs_delivers_retries_and_dead_letters(aws, tmp_path):
             time.sleep(0.2)
             handled = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
             if not dead:
-                dead = sqs.receive_message(QueueUrl=queue["dlq_url"], WaitTimeSeconds=0).get("Messages", [])
+                dead = sqs.receive_message(
+                    QueueUrl=queue["dlq_url"], WaitTimeSeconds=0, MessageAttributeNames=["All"],
+                ).get("Messages", [])
         assert sorted(handled, key=lambda h: h["type"]) == [
             {"type": "e2e:flaky", "receive_count": 2},
             {"type": "e2e:ok", "receive_count": 1},
         ]
-        assert [m["MessageId"] for m in dead] == [poison_id]
+        # Rejected: sent to the redrive policy's dead-letter queue at once, naming its id in its queue.
+        assert [m["MessageAttributes"]["letsgo.message_id"]["StringValue"] for m in dead] == [poison_id]
         assert counts(sqs, queue["url"]) == (0, 0)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -327,7 +331,7 @@ def test_serve_sqs_delivers_retries_and_dead_letters(aws, tmp_path):
     stderr = (tmp_path / "stderr.log").read_text()
     assert process.returncode == 0, stderr
     assert "first delivery always fails" in stderr
-    assert "redrive policy moves it to the dead-letter queue" in stderr
+    assert "sent to the dead-letter queue" in stderr
 
 
 def test_importing_host_sqs_source_loads_no_heavy_library():

@@ -159,15 +159,21 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
     """Handle one Lambda invocation: ``lambda_entry.handler`` delegates here.
 
     ``worker`` defaults to the process's worker (:func:`host.core.worker.get_worker`).
+    For an SQS batch, rejected records go to the dead-letter queue and failed
+    ones get their back-off before the answer (:mod:`host.aws.lambda_settle`).
     Returns ``{"batchItemFailures": [...]}`` for an SQS batch and None for a
     scheduled tick or a partner event. Raises :class:`UnsupportedEvent` for any
     other event, :class:`host.core.ticks.ScheduledError` when a scheduled hook
     failed and :class:`PartnerEventFailed` when a partner event's message did.
     """
     if is_sqs_event(event):
+        from host.aws.lambda_settle import settle_lambda_batch
         from host.core.batch import process_sqs_event
 
-        return process_sqs_event(_worker(worker), _unwrap_partner_bodies(event), context).response()
+        worker = _worker(worker)
+        outcomes = process_sqs_event(worker, _unwrap_partner_bodies(event), context).outcomes
+        # Dead-lettering and back-off see the records as SQS delivered them (a partner envelope unchanged).
+        return settle_lambda_batch(worker, event["Records"], outcomes)
     if is_scheduled_event(event):
         from host.core.ticks import run_scheduled
 

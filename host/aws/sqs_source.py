@@ -6,10 +6,14 @@ EC2, Kubernetes or a laptop, beside or instead of Lambda:
 
 * ``receive`` long-polls ``ReceiveMessage`` and turns each message into the
   record shape of a Lambda SQS event (``eventSource: aws:sqs``);
-* ``settle`` deletes what succeeded, in batches, and gives what failed or was
-  rejected a back-off with ``ChangeMessageVisibility``, growing with
-  ``ApproximateReceiveCount``. Nothing is deleted on failure, so the queue's
-  own redrive policy still moves a poison message to its dead-letter queue.
+* ``settle`` deletes what succeeded, in batches (and the S3 object of a large
+  message once its message is deleted), sends what was rejected straight to the
+  dead-letter queue (``LETSGO_WORKER_DLQ_URL``, else the one of the queue's
+  redrive policy) with its reason, and gives what failed a back-off with
+  ``ChangeMessageVisibility``, growing with ``ApproximateReceiveCount``. Nothing
+  is deleted on failure, so the queue's own redrive policy still moves a poison
+  message to its dead-letter queue; a rejected message that could not be sent
+  there is backed off the same way.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import base64
 import json
 import logging
 import math
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from host.aws.large_messages import delete_payloads, is_pointer
+from host.aws.sqs_calls import send_to_dead_letter_queue, sibling_queue_url
+from host.core.backoff import visibility_seconds
 from host.core.batch import record_receive_count
-from host.local.delivery import SourceUnavailable, backoff_seconds
+from host.local.delivery import SourceUnavailable
 from host.config import Settings
 from host.errors import StartupError
 
@@ -32,15 +38,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("letsgo.sqs")
 
-#: SQS limits: messages per receive and per batch call, long-poll seconds, visibility seconds.
+#: SQS limits: messages per receive and per batch call, long-poll seconds (visibility: host.core.backoff).
 SQS_MAX_BATCH = 10
 SQS_MAX_WAIT_SECONDS = 20
-SQS_MAX_VISIBILITY_SECONDS = 43200
 
-
-def retry_delay_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> int:
-    """:func:`host.local.delivery.backoff_seconds` in whole seconds, rounded up, as SQS takes them."""
-    return min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(backoff_seconds(receive_count, base, maximum, rng)))
+#: The back-off of a failed message, in whole seconds: the one formula of every runtime.
+retry_delay_seconds = visibility_seconds
 
 
 def _lambda_message_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -126,6 +129,23 @@ class SqsSource:
         return f"arn:aws:sqs:{self.region or 'unknown'}:{account}:{name}"
 
     @property
+    def dead_letter_url(self) -> str | None:
+        """Where rejected messages go at once: ``LETSGO_WORKER_DLQ_URL``, else the redrive policy's queue.
+
+        None when ``LETSGO_WORKER_REJECTED_TO_DLQ`` is off or no dead-letter queue is known.
+        """
+        if not self.settings.rejected_to_dlq:
+            return None
+        if self.settings.dlq_url:
+            return self.settings.dlq_url
+        policy = (self._queue_attributes or {}).get("RedrivePolicy")
+        try:
+            target = json.loads(policy)["deadLetterTargetArn"] if policy else None
+        except (ValueError, KeyError, TypeError):
+            return None
+        return sibling_queue_url(self.queue_url, target) if isinstance(target, str) else None
+
+    @property
     def max_receive_count(self) -> int | None:
         """``maxReceiveCount`` of the queue's redrive policy, None without one."""
         policy = (self._queue_attributes or {}).get("RedrivePolicy")
@@ -184,30 +204,63 @@ class SqsSource:
         }
 
     def settle(self, records: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
-        """Delete the records that succeeded; back the others off according to their receive counts.
+        """Delete the records that succeeded, dead-letter the rejected, back the others off by their receive counts.
 
-        Rejected records are backed off like failed ones: only the queue's
-        redrive policy moves messages to the dead-letter queue, so nothing is
-        ever dropped here. Errors from SQS are logged, not raised: a record
-        that could not be settled is delivered again after its visibility timeout.
+        A rejected record is sent to :attr:`dead_letter_url` with its reason,
+        then deleted; when that fails, or no dead-letter queue is known, it is
+        backed off like a failed one and the queue's redrive policy moves it
+        later, so nothing is ever dropped here. Errors from SQS are logged, not
+        raised: a record that could not be settled is delivered again after its
+        visibility timeout.
         """
         from host.core.dispatch import Status
 
-        succeeded, retries = [], []
+        succeeded, rejected, unsettled = [], [], []
+        dead_letter_url = self.dead_letter_url
         for record, outcome in zip(records, outcomes, strict=True):
             if outcome.status is Status.SUCCEEDED:
                 succeeded.append(record)
-                continue
+            elif outcome.status is Status.REJECTED and dead_letter_url:
+                rejected.append((record, outcome))
+            else:
+                unsettled.append((record, outcome))
+        dead_lettered = self._dead_letter(rejected)
+        unsettled += [(record, outcome) for record, outcome in rejected if record["messageId"] not in dead_lettered]
+        retries = []
+        for record, outcome in unsettled:
             count = record_receive_count(record)
             delay = retry_delay_seconds(count, self.settings.backoff_base, self.settings.backoff_max)
             retries.append((record, delay))
             self._log_retry(record, outcome, count, delay)
-        self._delete(succeeded)
+        deleted = self._delete(succeeded + [record for record, _ in rejected if record["messageId"] in dead_lettered])
+        # A large message's S3 object goes only once its message is gone: until then it may be received again.
+        done = [record for record in deleted if record["messageId"] not in dead_lettered]
+        if any(is_pointer(record.get("body")) for record in done):
+            delete_payloads(done, region=self.region)
         self._change_visibility(retries)
+
+    def _dead_letter(self, rejected: list[tuple[dict[str, Any], Outcome]]) -> set[str]:
+        """Send rejected records to the dead-letter queue; return the message ids that got there."""
+        if not rejected:
+            return set()
+        dlq_url = self.dead_letter_url
+        assert dlq_url is not None
+        result = send_to_dead_letter_queue(self.client, dlq_url, rejected)
+        sent = {rejected[int(entry)][0]["messageId"] for entry in result.done}
+        if result.error:
+            logger.warning(
+                "could not send %d rejected message(s) to the dead-letter queue %s: %s; they are backed off and"
+                " the redrive policy dead-letters them", len(rejected) - len(sent), dlq_url, result.error,
+            )
+        for record, outcome in rejected:
+            if record["messageId"] in sent:
+                logger.warning("message %s was rejected: %s; sent to the dead-letter queue %s",
+                               record["messageId"], outcome.reason, dlq_url)
+        return sent
 
     def release(self, records: list[dict[str, Any]]) -> int:
         """Make received records visible again at once (the delivery loop calls this when it stops)."""
-        return self._change_visibility([(record, 0) for record in records])
+        return len(self._change_visibility([(record, 0) for record in records]))
 
     def change_visibility(self, records: list[dict[str, Any]], seconds: float) -> int:
         """Make received records visible again after ``seconds`` (rounded up to whole seconds, at most 12 h).
@@ -216,20 +269,21 @@ class SqsSource:
         whose handlers still run.
         """
         delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(seconds)))
-        return self._change_visibility([(record, delay) for record in records])
+        return len(self._change_visibility([(record, delay) for record in records]))
 
     # -- SQS calls -----------------------------------------------------------------
 
-    def _delete(self, records: list[dict[str, Any]]) -> int:
-        done = 0
+    def _delete(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Delete ``records`` from the queue; return those that were deleted."""
+        done = []
         for start in range(0, len(records), SQS_MAX_BATCH):
             chunk = records[start:start + SQS_MAX_BATCH]
             entries = [{"Id": str(index), "ReceiptHandle": r["receiptHandle"]} for index, r in enumerate(chunk)]
             done += self._batch_call("delete_message_batch", "DeleteMessageBatch", chunk, entries)
         return done
 
-    def _change_visibility(self, retries: list[tuple[dict[str, Any], int]]) -> int:
-        done = 0
+    def _change_visibility(self, retries: list[tuple[dict[str, Any], int]]) -> list[dict[str, Any]]:
+        done = []
         for start in range(0, len(retries), SQS_MAX_BATCH):
             chunk = retries[start:start + SQS_MAX_BATCH]
             entries = [
@@ -241,15 +295,15 @@ class SqsSource:
             )
         return done
 
-    def _batch_call(self, method: str, action: str, records: list[dict[str, Any]], entries: list[dict]) -> int:
-        """Run one batch call; log what failed (the message comes back after its visibility timeout)."""
+    def _batch_call(self, method: str, action: str, records: list[dict[str, Any]], entries: list[dict]) -> list[dict[str, Any]]:
+        """Run one batch call; return the records it settled, log what failed (it comes back after its visibility timeout)."""
         if not entries:
-            return 0
+            return []
         try:
             response = getattr(self.client, method)(QueueUrl=self.queue_url, Entries=entries)
         except Exception as error:  # botocore's errors; the messages simply come back later
             self._unreachable(action, error, f" ({len(entries)} message(s) are delivered again after their visibility timeout)")
-            return 0
+            return []
         self._reached()
         for failure in response.get("Failed", []):
             record = records[int(failure["Id"])]
@@ -257,7 +311,7 @@ class SqsSource:
                 "SQS %s failed for message %s: %s %s (its visibility timeout may have run out:"
                 " it is delivered again)", action, record.get("messageId"), failure.get("Code"), failure.get("Message"),
             )
-        return len(response.get("Successful", []))
+        return [records[int(item["Id"])] for item in response.get("Successful", [])]
 
     # -- reachability: one line when SQS cannot be reached, one when it can again ------------
 

@@ -31,5 +31,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     send.add_argument("--dedup-id", metavar="DEDUP_ID",
                       help="FIFO deduplication id: another message with it within 5 minutes is dropped")
     send.add_argument("--url", help="local server URL (default LETSGO_LOCAL_QUEUE_URL or http://127.0.0.1:3002)")
-    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server")
+    send.add_argument("--sqs", metavar="QUEUE_URL", help="send to this SQS queue instead of the local server (a body over "
+                      "256 KiB goes through the S3 bucket LETSGO_WORKER_LARGE_MESSAGE_BUCKET)")
     send.set_defaults(run=lazy("host.services.enqueue:cli_send"))

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from host.aws.large_messages import is_pointer
 from host.core.deadline import Deadline, wait_until_deadline
 from host.core.dispatch import Outcome, Status, dispatch, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
@@ -153,10 +154,25 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
         outcome = Outcome(Status.REJECTED, message_id, reason=f"SQS record has no string \"body\" (it is {kind})")
         await notify_rejection(worker, outcome, receive_count)
         return outcome
+    if is_pointer(body):
+        resolved = await _resolve_large_message(worker, message_id, body, receive_count)
+        if not isinstance(resolved, str):
+            return resolved
+        body = resolved
     return await dispatch(
         worker, body, message_id=message_id, receive_count=receive_count,
         attributes=attributes, lambda_context=lambda_context,
     )
+
+
+async def _resolve_large_message(worker: Worker, message_id: str, body: str, receive_count: int) -> str | Outcome:
+    """The body an SQS Extended Client pointer stands for, read from S3; or the record's outcome when it cannot be read."""
+    from host.aws.large_messages import resolve
+
+    resolved = await resolve(worker, message_id, body)
+    if not isinstance(resolved, str) and resolved.status is Status.REJECTED:
+        await notify_rejection(worker, resolved, receive_count)
+    return resolved
 
 
 def _cancelled() -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from host.local.intake import MAX_BODY_BYTES, IntakeError, check_sender, parse_intake
+from host.local.intake import MAX_REQUEST_BYTES, IntakeError, check_sender, parse_intake
 from host.local.routes import Headers, Request, RequestError, Response, RouteTable
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ logger = logging.getLogger("letsgo.http")
 
 #: Bodies up to this size are read before a 413 is sent, so that a client still sending
 #: sees the answer rather than a reset connection; past it the connection is closed.
-_DRAIN_LIMIT = 4 * MAX_BODY_BYTES
+_DRAIN_LIMIT = 2 * MAX_REQUEST_BYTES
 
 
 class _BodyTooLarge(Exception):
@@ -81,8 +81,8 @@ class LocalApp:
             return
         except _BodyTooLarge as error:
             response = Response(
-                413, {"error": f"request body is {error.size} bytes; the limit is {MAX_BODY_BYTES}"
-                               " (256 KiB, the SQS message size limit)"},
+                413, {"error": f"request body is {error.size} bytes; the limit is {MAX_REQUEST_BYTES} bytes per"
+                               " request (ten messages of 256 KiB, the SQS message size limit, and their framing)"},
                 {"Connection": "close"},
             )
         else:
@@ -174,7 +174,7 @@ def _framing_problem(scope: dict[str, Any]) -> str | None:
 
 
 async def _read_body(receive: Callable, headers: Headers) -> bytes:
-    """The whole request body; :class:`_BodyTooLarge` past :data:`MAX_BODY_BYTES`."""
+    """The whole request body; :class:`_BodyTooLarge` past :data:`MAX_REQUEST_BYTES` (each message is checked by intake)."""
     length = headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) > _DRAIN_LIMIT:
         raise _BodyTooLarge(length)
@@ -185,13 +185,13 @@ async def _read_body(receive: Callable, headers: Headers) -> bytes:
             raise _ClientGone
         size += len(message.get("body", b""))
         if size > _DRAIN_LIMIT:
-            raise _BodyTooLarge(f"more than {MAX_BODY_BYTES}")
-        if size <= MAX_BODY_BYTES:
+            raise _BodyTooLarge(f"more than {MAX_REQUEST_BYTES}")
+        if size <= MAX_REQUEST_BYTES:
             chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    if size > MAX_BODY_BYTES:
-        raise _BodyTooLarge(length or f"more than {MAX_BODY_BYTES}")
+    if size > MAX_REQUEST_BYTES:
+        raise _BodyTooLarge(length or f"more than {MAX_REQUEST_BYTES}")
     return b"".join(chunks)
 
 

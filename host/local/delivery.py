@@ -11,28 +11,17 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from host.core.backoff import backoff_seconds  # noqa: F401  (re-exported: its home before host.core.backoff)
+
 if TYPE_CHECKING:
     from host.config import Settings
     from host.core.dispatch import Outcome
     from host.core.worker import Worker
-
-
-def backoff_seconds(receive_count: int, base: float, maximum: float, rng: random.Random | None = None) -> float:
-    """The wait before a failed message is visible again, after its ``receive_count``-th receive.
-
-    ``min(maximum, base * 2**(receive_count - 1))``, of which the upper half is
-    random ("equal jitter"): the wait is never below half the nominal delay, and
-    grows with each receive until it reaches ``maximum``.
-    """
-    exponent = min(max(receive_count, 1) - 1, 60)  # 2**60 seconds is far beyond any maximum
-    nominal = min(maximum, base * (2**exponent))
-    return nominal / 2 + (rng or random).uniform(0, nominal / 2)
 
 
 @runtime_checkable
@@ -50,9 +39,9 @@ class MessageSource(Protocol):
     in record order, as soon as their outcomes are known (each record once,
     often one at a time): a succeeded record is deleted; a failed one becomes visible
     again after a back-off driven by its receive count, and is dead-lettered
-    after the maximum receive count; a rejected one is dead-lettered at once by
-    the local queue (a real SQS queue backs it off and leaves dead-lettering to
-    its redrive policy).
+    after the maximum receive count; a rejected one is dead-lettered at once (a
+    real SQS queue sends it to its dead-letter queue when it knows one, else
+    backs it off and leaves it to its redrive policy).
     """
 
     def receive(self, max_messages: int, wait_seconds: float) -> list[dict[str, Any]]:

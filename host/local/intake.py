@@ -9,6 +9,10 @@ records carry them), or a bare message's ``groupId`` and ``deduplicationId``
 inside a message (its type, its payload, even whether a record's body is JSON)
 is dispatch's business, so such messages are stored and then rejected into the
 dead-letter queue with their reason: nothing is dropped unrecorded.
+
+Sizes: each message body may be up to 256 KiB (SQS's limit, so a body SQS takes
+is never refused here); a request, up to ten such records and their framing
+(:data:`MAX_REQUEST_BYTES`, 2,686,976 bytes).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ from host.core.dispatch import json_kind, refuse_json_constant
 from host.local.fifo import fifo_id_problem
 from host.services.enqueue import MAX_DELAY_SECONDS, InvalidMessageError, check_delay
 
-#: The largest request body accepted: SQS's message size limit (256 KiB).
+#: The largest message body accepted, per record: SQS's message size limit (256 KiB).
 MAX_BODY_BYTES = 256 * 1024
+#: The largest request: an SQS batch of ten records of 256 KiB each, plus 64 KiB for their JSON framing.
+MAX_REQUEST_BYTES = 10 * MAX_BODY_BYTES + 64 * 1024
+_TOO_LARGE = f"the limit is {MAX_BODY_BYTES} bytes per message (256 KiB, the SQS message size limit)"
 
 #: Keys of a bare message that tell intake how to store it, and are not part of the stored body.
 _ENVELOPE_KEYS = frozenset({"delaySeconds", "groupId", "deduplicationId"})
@@ -112,9 +119,11 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
                     400, f"Records[{index}].body must be a string (the message as JSON text), got {json_kind(body)}"
                 )
             try:
-                body.encode("utf-8")
+                size = len(body.encode("utf-8"))
             except UnicodeEncodeError as error:
                 raise IntakeError(400, f"Records[{index}].body is not valid Unicode: {error.reason} at {error.start}") from None
+            if size > MAX_BODY_BYTES:
+                raise IntakeError(413, f"Records[{index}].body is {size} bytes; {_TOO_LARGE}")
             message_id = record.get("messageId")
             usable = isinstance(message_id, str) and 0 < len(message_id) <= 256
             if usable:
@@ -136,12 +145,20 @@ def parse_intake(data: bytes, *, typed: bool = True) -> tuple[list[tuple[str | N
         fifo = _fifo_ids(value, "groupId", "deduplicationId", "")
         if not _ENVELOPE_KEYS.intersection(value):
             try:
-                return [(None, data.decode("utf-8"), *fifo)], delay  # stored exactly as sent
+                return [(None, _checked_size(data.decode("utf-8")), *fifo)], delay  # stored exactly as sent
             except UnicodeDecodeError:  # JSON in UTF-16 or UTF-32
                 pass
         message = {key: item for key, item in value.items() if key not in _ENVELOPE_KEYS}
-        return [(None, encode_message(message), *fifo)], delay
+        return [(None, _checked_size(encode_message(message)), *fifo)], delay
     raise IntakeError(400, f"expected {_SHAPES}; the object has neither \"Records\" nor \"type\"")
+
+
+def _checked_size(body: str) -> str:
+    """``body``, when it is within :data:`MAX_BODY_BYTES`; else :class:`IntakeError` 413."""
+    size = len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        raise IntakeError(413, f"the message is {size} bytes; {_TOO_LARGE}")
+    return body
 
 
 def check_sender(headers: Any) -> None:

@@ -50,7 +50,7 @@ from host.local.file_guard import FileGuard, write_hint
 from host.local.schema import DeadLetter, prepare, sqs_record
 from host.local.settlement import decide, log_settled
 from host.local.writer import Writer
-from host.services.enqueue import check_delay
+from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -80,6 +80,9 @@ class LocalQueue:
     FIFO groups and deduplication ids: :mod:`host.local.fifo`; a receive hands
     out at most ``group_batch_limit`` messages of one group (one batch).
     """
+
+    #: Bodies are stored inline, so ``ctx.enqueue`` under ``serve`` takes one SQS would carry through S3.
+    max_body_bytes = MAX_LOCAL_BODY_BYTES
 
     def __init__(
         self,

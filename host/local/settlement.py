@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from host.local.delivery import backoff_seconds
+from host.core.backoff import backoff_seconds
 
 if TYPE_CHECKING:
     from host.core.dispatch import Outcome

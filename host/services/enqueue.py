@@ -4,7 +4,11 @@
 body LetsGo's queue client sends (an SQS-shaped ``{"Records": [...]}``).
 Otherwise it is sent to the SQS queue ``LETSGO_WORKER_QUEUE_URL`` with boto3.
 Both paths check the size and delay SQS accepts before sending, so a message
-that works locally also works in AWS.
+that works locally also works in AWS. A body over SQS's 256 KiB goes to SQS
+only with ``LETSGO_WORKER_LARGE_MESSAGE_BUCKET``: it is stored in that S3 bucket
+and the message carries a pointer in the SQS Extended Client's format
+(:mod:`host.aws.large_messages`). Under ``serve``, ``ctx.enqueue`` stores big
+bodies inline in the local queue (up to :data:`MAX_LOCAL_BODY_BYTES`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 
 #: The largest message body enqueue sends: SQS's classic 256 KiB limit (LetsGo documents the same).
 MAX_MESSAGE_BYTES = 256 * 1024
+#: The largest body sent to SQS through S3 (LETSGO_WORKER_LARGE_MESSAGE_BUCKET): the extended clients' 2 GiB.
+MAX_LARGE_MESSAGE_BYTES = 2 * 1024**3
+#: The largest body the local queue stores inline (``ctx.enqueue`` under ``serve``).
+MAX_LOCAL_BODY_BYTES = 64 * 1024**2
 #: The longest delay SQS allows, in seconds (15 minutes).
 MAX_DELAY_SECONDS = 900
 #: Where ``letsgo-worker send`` posts when neither ``--url`` nor ``LETSGO_LOCAL_QUEUE_URL`` says.
@@ -49,8 +57,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def message_body(message: dict[str, Any]) -> str:
-    """The JSON body of ``message``, checked: an object with a non-empty string ``type``, at most 256 KiB."""
+def message_body(message: dict[str, Any], max_bytes: int = MAX_MESSAGE_BYTES) -> str:
+    """The JSON body of ``message``, checked: an object with a non-empty string ``type``, at most ``max_bytes``.
+
+    ``max_bytes`` is the enqueuer's (its ``max_body_bytes``): 256 KiB unless it
+    can carry more (SQS with a large-message bucket, the local queue).
+    """
     if not isinstance(message, dict):
         raise InvalidMessageError(
             f"a message must be a dict like {{'type': 'order:new', 'payload': {{...}}}}, got {type(message).__name__}"
@@ -63,11 +75,14 @@ def message_body(message: dict[str, Any]) -> str:
     except (TypeError, ValueError) as error:
         raise InvalidMessageError(f"message {type_!r} cannot be sent as JSON: {error}") from None
     size = len(body.encode())
-    if size > MAX_MESSAGE_BYTES:
-        raise InvalidMessageError(
-            f"message {type_!r} is {size:,} bytes as JSON; a queue message may be at most {MAX_MESSAGE_BYTES:,} "
-            "(256 KiB): store the data elsewhere (a database, S3) and send its key instead"
-        )
+    if size > max_bytes:
+        if max_bytes == MAX_MESSAGE_BYTES:
+            raise InvalidMessageError(
+                f"message {type_!r} is {size:,} bytes as JSON; a queue message may be at most {MAX_MESSAGE_BYTES:,} "
+                "(256 KiB): set LETSGO_WORKER_LARGE_MESSAGE_BUCKET to send it to SQS through S3, or store the data"
+                " elsewhere (a database, S3) and send its key instead"
+            )
+        raise InvalidMessageError(f"message {type_!r} is {size:,} bytes as JSON; this queue takes at most {max_bytes:,}")
     return body
 
 
@@ -90,7 +105,10 @@ def check_delay(delay_seconds: Any) -> float:
 
 
 class Enqueuer(Protocol):
-    """Where a worker's messages go: the local queue, the local server over HTTP, or SQS."""
+    """Where a worker's messages go: the local queue, the local server over HTTP, or SQS.
+
+    An enqueuer that takes bodies over 256 KiB says so with a ``max_body_bytes`` attribute.
+    """
 
     def send(self, body: str, delay_seconds: float, *, group_id: str | None, deduplication_id: str | None) -> str:
         """Durably enqueue one checked message body; return its message id."""
@@ -112,15 +130,21 @@ class HttpEnqueuer:
 
 @dataclass(frozen=True)
 class SqsEnqueuer:
-    """``SendMessage`` to the SQS queue ``queue_url``."""
+    """``SendMessage`` to the SQS queue ``queue_url``; a body over 256 KiB through the S3 bucket ``bucket``."""
 
     queue_url: str
     region: str | None = None
+    bucket: str | None = None
+
+    @property
+    def max_body_bytes(self) -> int:
+        """2 GiB with a large-message bucket, else SQS's 256 KiB."""
+        return MAX_LARGE_MESSAGE_BYTES if self.bucket else MAX_MESSAGE_BYTES
 
     def send(self, body: str, delay_seconds: float, *, group_id: str | None = None,
              deduplication_id: str | None = None) -> str:
         return send_sqs(self.queue_url, body, delay_seconds, region=self.region, group_id=group_id,
-                        deduplication_id=deduplication_id)
+                        deduplication_id=deduplication_id, bucket=self.bucket)
 
 
 def enqueuer_from_settings(settings: Settings) -> Enqueuer | None:
@@ -128,7 +152,7 @@ def enqueuer_from_settings(settings: Settings) -> Enqueuer | None:
     if settings.local_queue_url:
         return HttpEnqueuer(settings.local_queue_url, settings.aws_region)
     if settings.queue_url:
-        return SqsEnqueuer(settings.queue_url, settings.aws_region)
+        return SqsEnqueuer(settings.queue_url, settings.aws_region, settings.large_message_bucket)
     return None
 
 
@@ -153,10 +177,10 @@ def enqueue(
     or the delay can never be accepted, and :class:`EnqueueError` when the
     queue cannot be reached or refuses it.
     """
-    body = message_body(message)
-    delay = check_delay(delay_seconds)
     if enqueuer is None:
         enqueuer = enqueuer_from_settings(settings if settings is not None else Settings.from_env())
+    body = message_body(message, getattr(enqueuer, "max_body_bytes", MAX_MESSAGE_BYTES))
+    delay = check_delay(delay_seconds)
     if enqueuer is None:
         raise EnqueueError(
             "nowhere to enqueue: set LETSGO_LOCAL_QUEUE_URL (the local server, e.g. http://127.0.0.1:3002) "
@@ -245,9 +269,17 @@ def send_sqs(
     region: str | None = None,
     group_id: str | None = None,
     deduplication_id: str | None = None,
+    bucket: str | None = None,
 ) -> str:
-    """``SendMessage`` to the SQS queue ``queue_url``; return the SQS message id."""
+    """``SendMessage`` to the SQS queue ``queue_url``; return the SQS message id.
+
+    A body over SQS's 256 KiB (message attributes counted, as SQS does) is
+    stored in the S3 ``bucket`` and sent as an SQS Extended Client pointer
+    with its ``ExtendedPayloadSize`` attribute; without a bucket it is an
+    :class:`InvalidMessageError`. If the send then fails, the object is deleted.
+    """
     from host.aws.clients import aws_client, region_from_queue_url
+    from host.aws.large_messages import MAX_SQS_MESSAGE_BYTES, sqs_size
 
     fifo = queue_url.endswith(".fifo")
     if fifo and not group_id:
@@ -261,13 +293,47 @@ def send_sqs(
         request["MessageGroupId"] = group_id
     if deduplication_id:
         request["MessageDeduplicationId"] = deduplication_id
-    client = aws_client("sqs", region or region_from_queue_url(queue_url))
+    region = region or region_from_queue_url(queue_url)
+    client = aws_client("sqs", region)
     from botocore.exceptions import BotoCoreError, ClientError
 
+    size = sqs_size(body)
+    offloaded = None
+    if size > MAX_SQS_MESSAGE_BYTES:
+        offloaded = _offload(body, size, bucket, region, request)
     try:
         return client.send_message(**request)["MessageId"]
     except (BotoCoreError, ClientError) as error:
+        if offloaded:
+            _discard(offloaded, region)
         raise EnqueueError(f"SQS SendMessage to {queue_url} failed: {error}") from None
+
+
+def _offload(body: str, size: int, bucket: str | None, region: str | None, request: dict[str, Any]) -> str:
+    """Store ``body`` in S3 and make ``request`` send its pointer instead; return the pointer body."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from host.aws.large_messages import offload
+
+    if not bucket:
+        raise InvalidMessageError(
+            f"the message is {size:,} bytes; SQS takes at most 262,144 (256 KiB): set LETSGO_WORKER_LARGE_MESSAGE_BUCKET"
+            " to an S3 bucket to send larger ones"
+        )
+    try:
+        pointer_body, attributes = offload(body, bucket, region=region)
+    except (BotoCoreError, ClientError) as error:
+        raise EnqueueError(f"storing a {size:,}-byte message in S3 bucket {bucket!r} failed: {error}") from None
+    request["MessageBody"] = pointer_body
+    request["MessageAttributes"] = attributes
+    return pointer_body
+
+
+def _discard(pointer_body: str, region: str | None) -> None:
+    """Delete the S3 object of a pointer whose message was never sent."""
+    from host.aws.large_messages import delete_payloads
+
+    delete_payloads([{"body": pointer_body, "messageId": "(not sent)"}], region=region)
 
 
 # -- command line -------------------------------------------------------------
@@ -309,11 +375,12 @@ def cli_send(args: argparse.Namespace) -> int:
         if problem := fifo_id_problem(value, flag):
             return _usage_error(problem)
     try:
-        body = message_body({"type": args.type, "payload": payload})
+        settings = Settings.from_env() if sqs_url else None
+        bucket = settings.large_message_bucket if settings else None
+        body = message_body({"type": args.type, "payload": payload}, MAX_LARGE_MESSAGE_BYTES if bucket else MAX_MESSAGE_BYTES)
         delay = check_delay(args.delay)
-        if sqs_url:
-            settings = Settings.from_env()
-            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, **fifo)
+        if settings is not None:
+            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, bucket=bucket, **fifo)
         else:
             url = args.url or Settings.from_env().local_queue_url or DEFAULT_LOCAL_URL
             if not url.startswith(("http://", "https://")):
