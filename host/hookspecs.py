@@ -21,6 +21,7 @@ import pluggy
 if TYPE_CHECKING:
     from host import Context, Notification, RegisterSetting, Worker
     from host.core.registry import Register
+    from host.core.schedules import RegisterSchedule
     from host.local.routes import RegisterRoute
 
 hookspec = pluggy.HookspecMarker("letsgo_worker")
@@ -180,4 +181,37 @@ def letsgo_notify(notification: Notification) -> None:
         optional ``blocks``, ``level`` and ``source``.
 
     The return value is ignored. The ``letsgo-slack`` plugin implements it.
+    """
+
+
+# -------------------------------------------------------------------------
+# Named schedules: each plugin's own timing
+# -------------------------------------------------------------------------
+
+
+@hookspec
+def letsgo_register_schedules(register: RegisterSchedule) -> None:
+    """Register the named schedules of this plugin, each with a handler of its own.
+
+    Called once per process, while the worker starts (after
+    :func:`letsgo_register_messages`), for each plugin separately, so that
+    every schedule is recorded with the plugin that registered it.
+
+    :param register: Call ``register(name, expression, handler, timezone="UTC", description=...)``
+        once per schedule. ``name`` is 1 to 64 letters, digits, ``-``, ``_``
+        or ``.``, unique across plugins. ``expression`` is ``rate(...)``,
+        ``cron(...)`` or ``at(...)``, read exactly as ``LETSGO_WORKER_SCHEDULE``
+        is (EventBridge Scheduler's semantics); ``cron()`` and ``at()`` read
+        their wall-clock times in ``timezone``, an IANA zone. ``handler`` is a
+        ``def`` or ``async def`` called as ``handler(event, ctx)``, like
+        :func:`letsgo_scheduled`, on this schedule's ticks only; raising fails
+        the tick (in AWS the invocation fails, so the retry policy applies).
+        ``description`` is shown by ``letsgo-worker schedules``.
+
+    The local scheduler of ``letsgo-worker serve`` fires each schedule on its
+    own timing; in AWS each is one EventBridge Scheduler schedule
+    (``letsgo-worker schedules --cloudformation``) whose input carries the
+    name. A name registered twice is a start-up error naming both plugins; an
+    invalid name, expression or zone is a start-up error naming the plugin and
+    the schedule. The return value is ignored.
     """

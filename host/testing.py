@@ -6,10 +6,12 @@ Fixtures (available in any project that has letsgo-worker installed):
   through ``ctx.notify()`` lands in ``notifications.texts``.
 - ``make_worker``: ``make_worker(plugins=[...], env={...}, entry_points=True)``
   builds and starts a :class:`host.core.worker.Worker` (stopped after the test).
+  An installed plugin may be passed in ``plugins`` too: it is registered once.
 - ``worker``: a started worker with the installed plugins and the recorder.
 
 Event factories: :func:`sqs_record`, :func:`sqs_event`, :func:`scheduled_event`,
-and :func:`run_batch` to push messages through the same batch path Lambda uses::
+:func:`run_scheduled` to run a tick (of one named schedule, with ``name=``), and
+:func:`run_batch` to push messages through the same batch path Lambda uses::
 
     def test_order_new(worker):
         result = run_batch(worker, {"type": "OrderNew", "payload": {"orderId": "1", "customerId": "c"}})
@@ -28,6 +30,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from host import hookimpl
+from host.core.ticks import ScheduledError, UnknownSchedule
+
+__all__ = [
+    "NotificationRecorder", "ScheduledError", "UnknownSchedule", "run_batch", "run_scheduled", "scheduled_event",
+    "sqs_event", "sqs_record", "wait_until", "write_distribution",
+]
 
 if TYPE_CHECKING:
     from host.core.batch import BatchResult
@@ -74,9 +82,27 @@ def sqs_event(*messages: Mapping[str, Any] | str, **record_options: Any) -> dict
     return {"Records": [sqs_record(message, **record_options) for message in messages]}
 
 
-def scheduled_event(time: datetime | None = None, *, scheduler: bool = True) -> dict[str, Any]:
-    """A scheduled tick: EventBridge Scheduler's shape (``detail`` is ``"{}"``) or a rule's."""
-    when = (time or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def scheduled_event(time: datetime | str | None = None, *, scheduler: bool = True, name: str | None = None) -> dict[str, Any]:
+    """A scheduled tick: EventBridge Scheduler's shape (``detail`` is ``"{}"``) or a rule's.
+
+    :param time: The tick's instant: an aware datetime, or ISO 8601 text such as
+        ``"2026-12-01T09:00:00Z"`` (text without an offset is UTC). Default: now.
+    :param name: A named schedule's tick: ``detail`` is ``{"letsgo:schedule": name}``,
+        as in the schedules ``letsgo-worker schedules --cloudformation`` prints.
+    """
+    from host.core.schedules import SCHEDULE_KEY
+
+    if isinstance(time, str):
+        from host.schedule.base import parse_instant
+
+        time = parse_instant(time)
+    elif time is not None and (not isinstance(time, datetime) or time.utcoffset() is None):
+        raise TypeError(f"scheduled_event(time=...) takes an aware datetime or ISO 8601 text, not {time!r}")
+    when = (time or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if name is not None:
+        detail: Any = {SCHEDULE_KEY: name}
+    else:
+        detail = "{}" if scheduler else {}
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -85,8 +111,8 @@ def scheduled_event(time: datetime | None = None, *, scheduler: bool = True) -> 
         "account": "123456789012",
         "time": when,
         "region": "us-east-1",
-        "resources": ["arn:aws:scheduler:us-east-1:123456789012:schedule/default/letsgo-worker"],
-        "detail": "{}" if scheduler else {},
+        "resources": [f"arn:aws:scheduler:us-east-1:123456789012:schedule/default/{name or 'letsgo-worker'}"],
+        "detail": detail,
     }
 
 
@@ -113,6 +139,22 @@ def run_batch(worker: Worker, *messages: Mapping[str, Any] | str, **record_optio
     from host.core.batch import process_sqs_event
 
     return process_sqs_event(worker, sqs_event(*messages, **record_options))
+
+
+def run_scheduled(worker: Worker, event: Mapping[str, Any] | None = None, name: str | None = None) -> None:
+    """Run one scheduled tick through the path Lambda uses, and wait for it.
+
+    Without ``name``: every ``letsgo_scheduled`` implementation. With ``name``:
+    that named schedule's handler only (an unknown name raises
+    :class:`host.core.ticks.UnknownSchedule`). ``event`` defaults to
+    :func:`scheduled_event` (with ``name``). A failed handler raises
+    :class:`host.core.ticks.ScheduledError`, whose ``failures`` name each plugin.
+    """
+    from host.core.ticks import run_scheduled as run_tick
+
+    if event is None:
+        event = scheduled_event(name=name)
+    run_tick(worker, dict(event), name=name)
 
 
 def write_distribution(
@@ -173,7 +215,9 @@ def make_worker() -> Iterable[Callable[..., Worker]]:
 
     ``env`` replaces the process environment for the worker's settings (so a
     developer's own variables cannot leak into tests); every worker is stopped
-    after the test.
+    after the test. A module in ``plugins`` that is also installed (its entry
+    point loads it) is registered once, under its entry point's name;
+    ``entry_points=False`` loads only ``plugins``.
     """
     from host.config import Settings
     from host.core.worker import Worker

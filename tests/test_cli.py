@@ -42,7 +42,7 @@ def test_plugins_json_lists_installed_plugins():
     orders = plugins["example_orders"]
     assert orders["distribution"] == "example-orders"
     assert orders["version"] == "0.1.0"
-    assert orders["hooks"] == ["letsgo_register_messages"]
+    assert orders["hooks"] == ["letsgo_register_messages", "letsgo_register_schedules"]
     assert orders["types"] == ["OrderNew"]
     assert plugins["letsgo_builtins"]["builtin"] is True
 

@@ -8,6 +8,8 @@ Accepted:
 - a scheduled tick: ``"detail-type": "Scheduled Event"``, from EventBridge
   Scheduler (``detail`` is the string ``"{}"``) or an EventBridge rule
   (``detail`` is an object). Returns None; raises if a scheduled hook failed.
+  A tick whose ``detail`` carries ``"letsgo:schedule": NAME`` runs that named
+  schedule's handler only, and raises when no plugin registered ``NAME``.
 - an event from an EventBridge partner event source of :data:`PARTNER_MESSAGE_TYPES`
   (``"source": "aws.partner/stripe.com/..."``, the partner's event in
   ``detail``), invoked directly by an EventBridge rule: handled as the message
@@ -164,7 +166,8 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
     Returns ``{"batchItemFailures": [...]}`` for an SQS batch and None for a
     scheduled tick or a partner event. Raises :class:`UnsupportedEvent` for any
     other event, :class:`host.core.ticks.ScheduledError` when a scheduled hook
-    failed and :class:`PartnerEventFailed` when a partner event's message did.
+    or a named schedule's handler failed, :class:`host.core.ticks.UnknownSchedule`
+    when a tick names a schedule no plugin registered and :class:`PartnerEventFailed` when a partner event's message did.
     """
     if is_sqs_event(event):
         from host.aws.lambda_settle import settle_lambda_batch

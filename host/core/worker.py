@@ -23,6 +23,7 @@ from host.core.plugins import (
     new_plugin_manager,
 )
 from host.core.registry import Registry
+from host.core.schedules import ScheduleRegistry
 
 if TYPE_CHECKING:
     from host.core.handler_pool import HandlerPool
@@ -52,6 +53,8 @@ class Worker:
         self.settings = settings if settings is not None else Settings.from_env()
         self.pm = new_plugin_manager()
         self.registry = Registry()
+        #: The named schedules plugins registered with ``letsgo_register_schedules``.
+        self.schedules = ScheduleRegistry()
         self.plugins: list[PluginInfo] = []
         self.problems: list[PluginProblem] = []
         #: The settings each plugin declared through ``letsgo_register_settings``, by plugin name.
@@ -72,7 +75,7 @@ class Worker:
     # -- start-up ----------------------------------------------------------
 
     def start(self) -> Worker:
-        """Load plugins, read their settings, register message types and run ``letsgo_startup``; idempotent."""
+        """Load plugins, read their settings, register message types and schedules, run ``letsgo_startup``; idempotent."""
         if self.started:
             return self
         if self.settings.trace_plugins:
@@ -80,6 +83,8 @@ class Worker:
         if self._load_entry_points:
             self.plugins, self.problems = load_entry_point_plugins(self.pm, self.settings, self.entry_points_file)
         for index, plugin in enumerate(self._extra_plugins):
+            if self.pm.is_registered(plugin):
+                continue  # an installed plugin passed explicitly too (tests do): its entry point registered it
             name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{index}"
             self.pm.register(plugin, name=name)
             self.plugins.append(PluginInfo(name, getattr(plugin, "distribution", None), None, plugin))
@@ -95,6 +100,7 @@ class Worker:
                 raise StartupError(
                     f"plugin {impl.plugin!r} failed while registering message types: {type(error).__name__}: {error}"
                 ) from error
+        self._register_schedules()
         for impl in self.implementations("letsgo_startup"):
             try:
                 impl(worker=self)
@@ -123,6 +129,18 @@ class Worker:
             return []
         dists = {info.name: info.distribution for info in self.plugins}
         return [Implementation(impl.plugin_name, dists.get(impl.plugin_name), impl) for impl in implementations(self.pm, hook_name)]
+
+    def _register_schedules(self) -> None:
+        """Collect every plugin's named schedules (``letsgo_register_schedules``); a bad one stops start-up."""
+        for impl in self.implementations("letsgo_register_schedules"):
+            try:
+                impl(register=self.schedules.registrar(impl.plugin, impl.distribution))
+            except RegistrationError:
+                raise
+            except Exception as error:
+                raise StartupError(
+                    f"plugin {impl.plugin!r} failed while registering schedules: {type(error).__name__}: {error}"
+                ) from error
 
     def _read_plugin_settings(self) -> None:
         """Collect every ``letsgo_register_settings`` declaration and parse the values (a bad one stops start-up)."""

@@ -19,7 +19,8 @@ Messages without a group are delivered as from a standard queue, beside the grou
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from host.local.schema import EVENT_SOURCE_ARN
@@ -82,6 +83,12 @@ def insert_rows(connection: sqlite3.Connection, rows: Sequence[Row], now: float)
         )
         ids.append(row.message_id)
     return ids
+
+
+def inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
+    """A write that stores ``rows`` (:class:`Row` fields, as tuples), sent now, and returns their ids."""
+    now, checked = time.time(), [Row(*row) for row in rows]
+    return lambda connection: insert_rows(connection, checked, now)
 
 
 def claimable(connection: sqlite3.Connection, columns: str, now: float, limit: int, group_limit: int) -> list[tuple]:

@@ -160,8 +160,10 @@ class Runtime:
         self.server = None
         self.delivery = None
         self.processes = None
-        self.scheduler = None
+        #: One :class:`host.local.timer.Scheduler` per schedule, in the process holding the serve lock.
+        self.schedulers: list = []
         self.clock = None
+        self._leader = True
         self._signalled = threading.Event()
         self.started = False
 
@@ -170,7 +172,7 @@ class Runtime:
         from host.local.delivery import Delivery
         from host.local.http_server import LocalServer
         from host.local.routes import collect_routes
-        from host.local.timer import HOW_TO_ENABLE, Scheduler, load_schedule
+        from host.local.timer import load_schedule
 
         settings = self.settings
         # An invalid schedule stops start-up before anything else happens.
@@ -203,17 +205,36 @@ class Runtime:
             from host.local.clock import ClockWatch
 
             self.clock = ClockWatch(self.queue).start()
+        self._start_schedulers(schedule)
+        self.started = True
+
+    def _start_schedulers(self, schedule) -> None:
+        """Fire ``LETSGO_WORKER_SCHEDULE`` and every named schedule, each on its own timing.
+
+        Only here, in the process that holds the serve lock (the delivery
+        processes of ``--workers N`` never fire), so each tick fires once per
+        queue file; its outcome goes to the queue's ``ticks`` table.
+        """
+        from host.local.timer import HOW_TO_ENABLE, Scheduler
+
+        if not self._leader:
+            logger.warning("file locks are unavailable here: this server fires the schedules; run one server per queue file")
+        region = self.settings.aws_region or "local"
+        on_tick = self.queue.record_tick if self.queue is not None else None
         if schedule is None:
             logger.info(HOW_TO_ENABLE)
         else:
-            self.scheduler = Scheduler(self.worker, schedule, region=settings.aws_region or "local").start()
-        self.started = True
+            self.schedulers.append(Scheduler(self.worker, schedule, region=region, on_tick=on_tick).start())
+        for named in self.worker.schedules:
+            self.schedulers.append(
+                Scheduler(self.worker, named.schedule, region=region, name=named.name, on_tick=on_tick).start()
+            )
 
     def _open_local_queue(self):
         from host.local.queue import LocalQueue, QueueError
 
         self.lock = ServeLock(self.settings.db_path)
-        exclusive = self.lock.acquire()
+        exclusive = self._leader = self.lock.acquire()
         try:
             self.queue = LocalQueue.from_settings(self.settings)
             # A damaged file found now is one clear line; found by a write, it would be a 503 per request.
@@ -316,8 +337,8 @@ class Runtime:
         the process exits: another ``serve`` must not run them while they still run here.
         """
         left_running, bound = 0, self.settings.drain_timeout
-        if self.scheduler is not None:
-            self.scheduler.stop(bound)
+        for scheduler in self.schedulers:
+            scheduler.stop(bound)
         if self.delivery is not None:
             left_running = self.delivery.stop(bound)
         if self.processes is not None:

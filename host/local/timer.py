@@ -1,5 +1,13 @@
 """The local scheduler: EventBridge Scheduler's ticks on a laptop.
 
+One :class:`Scheduler` per schedule, each on its own timing: the unnamed
+``LETSGO_WORKER_SCHEDULE`` and every named schedule of the plugins
+(``letsgo_register_schedules``). A named schedule's ticks carry its name in
+``detail`` (``{"letsgo:schedule": NAME}``), as the schedules deployed with
+``letsgo-worker schedules --cloudformation`` do, so the same routing runs them.
+Each tick's outcome goes to ``on_tick`` (the runtime keeps it in the local
+queue's ``ticks`` table).
+
 ``LETSGO_WORKER_SCHEDULE`` (read in ``LETSGO_WORKER_SCHEDULE_TIMEZONE``) is
 parsed by :func:`host.schedule.expressions.parse_schedule`, the parser ``schedule next``
 uses, so a tick fires here exactly when it would fire in AWS. Each tick calls
@@ -14,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -56,8 +65,14 @@ def load_schedule(expression: str, tz: str) -> Schedule:
     raise StartupError(f"LETSGO_WORKER_SCHEDULE={expression!r} is invalid: {problem}")
 
 
-def scheduled_event(instant: datetime, region: str = "local") -> dict[str, Any]:
-    """The event EventBridge Scheduler sends to a Lambda target without input, for a tick at ``instant``."""
+def scheduled_event(instant: datetime, region: str = "local", name: str | None = None) -> dict[str, Any]:
+    """The event EventBridge Scheduler sends to a Lambda target without input, for a tick at ``instant``.
+
+    With ``name``, the event of a named schedule: ``detail`` is ``{"letsgo:schedule": name}``,
+    the input ``letsgo-worker schedules --cloudformation`` gives its schedules.
+    """
+    from host.core.schedules import SCHEDULE_KEY
+
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -66,18 +81,30 @@ def scheduled_event(instant: datetime, region: str = "local") -> dict[str, Any]:
         "account": LOCAL_ACCOUNT,
         "time": _iso(instant),
         "region": region,
-        "resources": [f"arn:aws:scheduler:{region}:{LOCAL_ACCOUNT}:schedule/default/{SCHEDULE_NAME}"],
-        "detail": "{}",
+        "resources": [f"arn:aws:scheduler:{region}:{LOCAL_ACCOUNT}:schedule/default/{name or SCHEDULE_NAME}"],
+        "detail": "{}" if name is None else {SCHEDULE_KEY: name},
     }
 
 
-class Scheduler:
-    """Fires ``schedule``'s ticks at ``worker`` until stopped."""
+#: ``on_tick(name, fired_at, outcome, detail)``: one tick ended; ``name`` is "" for LETSGO_WORKER_SCHEDULE,
+#: ``fired_at`` the tick's instant (epoch seconds), ``outcome`` "succeeded" or "failed".
+TickCallback = Callable[[str, float, str, "str | None"], None]
 
-    def __init__(self, worker: Worker, schedule: Schedule, *, region: str = "local") -> None:
+
+class Scheduler:
+    """Fires ``schedule``'s ticks at ``worker`` until stopped.
+
+    ``name`` is the named schedule's (None: ``LETSGO_WORKER_SCHEDULE``);
+    ``on_tick`` hears each tick's outcome.
+    """
+
+    def __init__(self, worker: Worker, schedule: Schedule, *, region: str = "local", name: str | None = None,
+                 on_tick: TickCallback | None = None) -> None:
         self.worker = worker
         self.schedule = schedule
         self.region = region
+        self.name = name
+        self.on_tick = on_tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ticks: set[threading.Thread] = set()
@@ -88,10 +115,11 @@ class Scheduler:
         now = datetime.now(timezone.utc)
         upcoming = self.schedule.next_after(now)
         if upcoming is None:
-            logger.warning("schedule %s fires no more after %s: no scheduled ticks", self.schedule.describe(), _iso(now))
+            logger.warning("%s %s fires no more after %s: no scheduled ticks", self._label(), self.schedule.describe(), _iso(now))
             return self
-        logger.info("schedule %s; next tick at %s", self.schedule.describe(), _iso(upcoming))
-        self._thread = threading.Thread(target=self._run, args=(now,), name="letsgo-scheduler", daemon=True)
+        logger.info("%s %s; next tick at %s", self._label(), self.schedule.describe(), _iso(upcoming))
+        thread_name = "letsgo-scheduler" + (f"-{self.name}" if self.name else "")
+        self._thread = threading.Thread(target=self._run, args=(now,), name=thread_name, daemon=True)
         self._thread.start()
         return self
 
@@ -109,7 +137,7 @@ class Scheduler:
         while not self._stop.is_set():
             tick = self.schedule.next_after(after)
             if tick is None:
-                logger.info("schedule %s fires no more", self.schedule.describe())
+                logger.info("%s %s fires no more", self._label(), self.schedule.describe())
                 return
             while not self._stop.is_set():
                 wait = (tick - datetime.now(timezone.utc)).total_seconds()
@@ -136,7 +164,7 @@ class Scheduler:
         return tick
 
     def _fire(self, tick: datetime) -> None:
-        event = scheduled_event(tick, self.region)
+        event = scheduled_event(tick, self.region, self.name)
         thread = threading.Thread(target=self._run_tick, args=(event,), name=f"letsgo-tick-{event['time']}", daemon=True)
         with self._ticks_lock:
             self._ticks.add(thread)
@@ -145,14 +173,32 @@ class Scheduler:
     def _run_tick(self, event: dict[str, Any]) -> None:
         from host.aws.events import handle_event
 
-        logger.info("scheduled tick %s (%s)", event["time"], self.schedule.describe())
+        logger.info("scheduled tick %s (%s %s)", event["time"], self._label(), self.schedule.describe())
+        outcome, detail = "succeeded", None
         try:
-            handle_event(event, None, worker=self.worker)
-        except Exception:
-            logger.exception("scheduled tick %s failed", event["time"])
+            try:
+                handle_event(event, None, worker=self.worker)
+            except Exception as error:
+                outcome, detail = "failed", f"{type(error).__name__}: {error}"
+                logger.exception("scheduled tick %s (%s) failed", event["time"], self._label())
+            # Still among the running ticks: a stopping runtime waits for this record before closing the queue.
+            self._record(event, outcome, detail)
         finally:
             with self._ticks_lock:
                 self._ticks.discard(threading.current_thread())
+
+    def _record(self, event: dict[str, Any], outcome: str, detail: str | None) -> None:
+        if self.on_tick is None:
+            return
+        from host.schedule.expressions import parse_instant
+
+        try:
+            self.on_tick(self.name or "", parse_instant(event["time"]).timestamp(), outcome, detail)
+        except Exception:  # a full disk, a closed queue: the tick itself already ran
+            logger.exception("could not record the outcome of scheduled tick %s (%s)", event["time"], self._label())
+
+    def _label(self) -> str:
+        return f"schedule {self.name!r}:" if self.name else "schedule"
 
 
 def _iso(instant: datetime) -> str:
