@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.dead_letters import claim_reason, move_to_dead_letters, redrive_rows
-from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
+from host.local.fifo import Row, add_fifo_attributes, claimable, inserter
 from host.local.file_guard import FileGuard, write_hint
 from host.local.schema import DeadLetter, prepare, save_tick, sqs_record
 from host.local.settlement import apply_decisions, decide, log_settled, receipt_seq
@@ -216,7 +216,7 @@ class LocalQueue:
 
         A row whose deduplication id was sent in the last 5 minutes is not stored; its id is the first message's.
         """
-        return self._writer.submit(_inserter(rows), durable=True).result()
+        return self._writer.submit(inserter(rows), durable=True).result()
 
     async def store(self, messages: Iterable[tuple], delay_seconds: float = 0) -> list[str]:
         """:meth:`enqueue_many` for a coroutine: the event loop goes on while the messages reach the disk.
@@ -227,7 +227,7 @@ class LocalQueue:
         load many requests share one flush.
         """
         rows = [(message_id or str(uuid.uuid4()), body, delay_seconds, *fifo) for message_id, body, *fifo in messages]
-        return await self._writer.write(_inserter(rows), durable=True)
+        return await self._writer.write(inserter(rows), durable=True)
 
     # -- receiving -------------------------------------------------------------
 
@@ -428,9 +428,3 @@ class LocalQueue:
     def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
         """Keep the last tick of schedule ``name`` ("" is ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
         self._write(lambda connection: save_tick(connection, name, fired_at, outcome, detail))
-
-
-def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
-    now, rows = time.time(), [Row(*row) for row in rows]
-    return lambda connection: insert_rows(connection, rows, now)
-
