@@ -288,3 +288,36 @@ def test_a_plugin_route_under_the_dashboard_is_a_start_up_error(tmp_path):
     result = run_cli("serve", "--port", "0", "--db", str(tmp_path / "q.db"), env=env, timeout=120)
     assert result.returncode == 2
     assert "plugin 'dashsquatter' registered GET /dashboard/mine, which the dashboard serves" in result.stderr
+
+
+def test_schedules_show_named_schedules_and_each_last_tick(tmp_path):
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from host.testing import write_distribution
+
+    soon = datetime.now(timezone.utc) + timedelta(seconds=6)
+    source = (
+        "import os\n"
+        "from host import hookimpl\n"
+        "def nightly(event, ctx):\n"
+        "    raise RuntimeError('the report service is down')\n"
+        "@hookimpl\n"
+        "def letsgo_register_schedules(register):\n"
+        "    register('nightly-report', os.environ['DASH_AT'], nightly, timezone='Europe/Paris',\n"
+        "             description='Builds the nightly report')\n"
+    )
+    write_distribution(tmp_path / "site", "dash-reports", "dashreports", source)
+    paris = soon.astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%dT%H:%M:%S")
+    with serve(tmp_path, LETSGO_WORKER_PLUGINS="dashfault,dashreports", DASH_AT=f"at({paris})",
+               LETSGO_WORKER_SCHEDULE=f"at({soon.strftime('%Y-%m-%dT%H:%M:%S')})",
+               LETSGO_WORKER_SCHEDULE_TIMEZONE="UTC") as server:
+        html = get(server.url + "/dashboard/schedules")[1]
+        assert "nightly-report" in html and "plugin dashreports" in html and "Builds the nightly report" in html
+        assert paris.replace("T", " ") in html  # its one fire time, in Paris and...
+        assert soon.strftime("%Y-%m-%d %H:%M:%S UTC") in html  # ...in UTC
+        html = wait_for(lambda: (page := get(server.url + "/dashboard/schedules")[1]).count("none yet") == 0 and page,
+                        timeout=90, what="both ticks recorded")
+        assert "the report service is down" in html
+        assert 'class="outcome-failed">failed' in html and 'class="outcome-succeeded">succeeded' in html
+        assert html.count("It fires no more.") == 2

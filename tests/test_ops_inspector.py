@@ -292,3 +292,21 @@ def test_sqs_refuses_to_delete_from_the_live_queue(aws):
     scenario = sqs_scenario(aws)
     with pytest.raises(QueueError, match="only dead letters"):
         scenario.inspector.delete("visible", ["x"])
+
+
+def test_sqs_shows_why_the_worker_rejected_a_message_and_redrives_it_without_that_note(aws):
+    from host.aws.sqs_calls import REASON_ATTRIBUTE, TYPE_ATTRIBUTE
+    from host.ops.sqs_inspector import SqsInspector
+
+    sqs = aws.client("sqs")
+    queue = create_queue(sqs, dlq_max_receive_count=3)
+    notes = {REASON_ATTRIBUTE: {"DataType": "String", "StringValue": "unknown message type 'OrderNwe'"},
+             TYPE_ATTRIBUTE: {"DataType": "String", "StringValue": "OrderNwe"},
+             "tenant": {"DataType": "String", "StringValue": "t-1"}}
+    sent = sqs.send_message(QueueUrl=queue["dlq_url"], MessageBody=ORDER, MessageAttributes=notes)["MessageId"]
+    inspector = SqsInspector(queue["url"], client=sqs)
+    view = inspector.message("dead_letter", sent)
+    assert view.reason.startswith("rejected") and view.last_error == "unknown message type 'OrderNwe'"
+    assert inspector.redrive([sent]) == 1
+    [back] = sqs.receive_message(QueueUrl=queue["url"], WaitTimeSeconds=1, MessageAttributeNames=["All"])["Messages"]
+    assert set(back["MessageAttributes"]) == {"tenant"}

@@ -243,26 +243,32 @@ class ScheduleInfo:
     problem: str | None = None
 
 
-def configured_schedules(settings: Settings, running: Schedule | None = None) -> list[ScheduleInfo]:
-    """Every schedule the worker fires; today the one of ``LETSGO_WORKER_SCHEDULE``.
+def configured_schedules(settings: Settings, running: Schedule | None = None, named: Iterable[Any] = ()) -> list[ScheduleInfo]:
+    """Every schedule the worker fires: ``LETSGO_WORKER_SCHEDULE``, then each plugin's named schedule.
 
-    ``running`` is the schedule the local timer fires, when there is one: its
-    ``rate()`` counts from the server's start, which a fresh parse would not know.
-    Named schedules registered by plugins are to be added here, so every page
-    that lists schedules finds them in one place.
+    ``running`` is the parsed ``LETSGO_WORKER_SCHEDULE`` the local timer fires,
+    when there is one: its ``rate()`` counts from the server's start, which a
+    fresh parse would not know. ``named`` are the schedules plugins registered
+    (``worker.schedules``: each with a name, expression, time zone,
+    description, plugin and parsed schedule). Every page that lists schedules
+    finds them here, in one place.
     """
-    if not settings.schedule:
-        return []
-    from host.schedule.expressions import ScheduleError, parse_schedule
+    found = []
+    if settings.schedule:
+        from host.schedule.expressions import ScheduleError, parse_schedule
 
-    zone = settings.schedule_timezone
-    schedule, problem = running, None
-    if schedule is None:
-        try:
-            schedule = parse_schedule(settings.schedule, zone)
-        except ScheduleError as error:
-            problem = str(error)
-    return [ScheduleInfo("", settings.schedule, zone, "LETSGO_WORKER_SCHEDULE", schedule, problem)]
+        zone = settings.schedule_timezone
+        schedule, problem = running, None
+        if schedule is None:
+            try:
+                schedule = parse_schedule(settings.schedule, zone)
+            except ScheduleError as error:
+                problem = str(error)
+        found.append(ScheduleInfo("", settings.schedule, zone, "LETSGO_WORKER_SCHEDULE", schedule, problem))
+    for entry in named:
+        description = " · ".join(part for part in (getattr(entry, "description", ""), f"plugin {entry.plugin}") if part)
+        found.append(ScheduleInfo(entry.name, entry.expression, entry.timezone, description, entry.schedule))
+    return found
 
 
 def schedules_page(schedules: list[ScheduleInfo], ticks: list[TickView], *, now: datetime | None = None) -> dict[str, Any]:

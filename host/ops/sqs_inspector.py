@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from host.aws.sqs_calls import MESSAGE_ID_ATTRIBUTE, REASON_ATTRIBUTE, TYPE_ATTRIBUTE
 from host.errors import QueueError
 from host.ops.inspector import MessageView, QueueStats, State, TickView, check_state, message_type
 
@@ -35,6 +36,9 @@ LOOK_LIMIT = 1000
 #: or fails it on its side: the messages are then moved one by one.
 _UNSUPPORTED = {"UnsupportedOperation", "InvalidAction", "NotImplemented", "UnknownOperation", "InternalError",
                 "500", "501"}
+
+#: The attributes the worker adds to a message it sends to the dead-letter queue itself.
+_OUR_ATTRIBUTES = (REASON_ATTRIBUTE, TYPE_ATTRIBUTE, MESSAGE_ID_ATTRIBUTE)
 
 REDRIVE_BY_MOVE_TASK = "SQS message-move task (StartMessageMoveTask)"
 REDRIVE_BY_MESSAGE = "one message at a time (ReceiveMessage, SendMessage, DeleteMessage)"
@@ -204,13 +208,17 @@ class SqsInspector:
         body = message.get("Body", "")
         receives = int(attributes.get("ApproximateReceiveCount", 0))
         limit = f" after {self.max_receive_count} receives" if self.max_receive_count else ""
+        reason = f"moved to the dead-letter queue by the queue's redrive policy{limit}"
+        # A rejected message the worker sent here itself carries why (host.aws.sqs_calls.dead_letter_entry).
+        rejected = _string_attribute(message, REASON_ATTRIBUTE)
+        if rejected is not None:
+            reason = "rejected: the message can never be handled, so the worker sent it to the dead-letter queue"
         return MessageView(
             id=message["MessageId"], state="dead_letter", type=message_type(body), body=body, receive_count=receives,
             sent_at=_seconds(attributes.get("SentTimestamp")),
             first_received_at=_seconds(attributes.get("ApproximateFirstReceiveTimestamp")),
             last_received_at=None,  # SQS does not say; the look itself was the last receive
-            reason=f"moved to the dead-letter queue by the queue's redrive policy{limit}",
-            last_error=None, last_traceback=None, group_id=attributes.get("MessageGroupId"),
+            reason=reason, last_error=rejected, last_traceback=None, group_id=attributes.get("MessageGroupId"),
         )
 
     # -- writing -------------------------------------------------------------------
@@ -253,8 +261,10 @@ class SqsInspector:
         """Send one dead letter to the queue, then delete it from the dead-letter queue."""
         attributes = message.get("Attributes", {})
         send: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": message.get("Body", "")}
-        if message.get("MessageAttributes"):
-            send["MessageAttributes"] = message["MessageAttributes"]
+        # The message's own attributes go back with it; the worker's notes on why it was rejected do not.
+        own = {name: value for name, value in message.get("MessageAttributes", {}).items() if name not in _OUR_ATTRIBUTES}
+        if own:
+            send["MessageAttributes"] = own
         if self.fifo:
             send["MessageGroupId"] = attributes.get("MessageGroupId", "redrive")
             send["MessageDeduplicationId"] = attributes.get("MessageDeduplicationId") or message["MessageId"]
@@ -283,6 +293,11 @@ class SqsInspector:
         count = self.stats_of_dlq()  # raises when there is no dead-letter queue
         self._call("purge_queue", QueueUrl=self.dlq_url)
         return count
+
+
+def _string_attribute(message: dict[str, Any], name: str) -> str | None:
+    value = message.get("MessageAttributes", {}).get(name)
+    return value.get("StringValue") if isinstance(value, dict) else None
 
 
 def _redrive_policy(text: str | None) -> dict[str, Any]:

@@ -382,6 +382,7 @@ def build(inspector: Inspector | None, worker: Worker | None, *, host: str, toke
     def schedules() -> list[dashboard.ScheduleInfo]:
         if worker is None:
             return []
-        return dashboard.configured_schedules(worker.settings, running_schedule)
+        # worker.schedules: the named schedules of the plugins (letsgo_register_schedules), where the host has them.
+        return dashboard.configured_schedules(worker.settings, running_schedule, getattr(worker, "schedules", ()))
 
     return OpsWeb(inspector, guard=guard, worker=worker, schedules=schedules)
