@@ -13,7 +13,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "send", help="enqueue one message on the local server (or SQS)",
         **command_help(
             "Enqueue one message {type, payload} on the local server (POST /) or, with --sqs, on an SQS "
-            "queue, and print its id. The type and payload are first checked against the message types "
+            "queue, and print its id (for a duplicate --dedup-id, the first message's). The type and payload are first checked against the message types "
             "of the installed plugins (as `letsgo-worker types` lists them): an unknown type or a payload "
             "that fails validation exits 2 with the error, and nothing is sent. --no-check skips that, for "
             "a worker whose plugins are not installed here.",
@@ -25,6 +25,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                       "letsgo-worker send OrderNew --file order.json --delay 2.5",
                       "letsgo-worker send OrderNew --file order.json --group customer-1 "
                       "--sqs https://sqs.us-east-1.amazonaws.com/123456789012/orders.fifo",
+                      "letsgo-worker send OrderPaid '{\"orderId\": \"o-1\"}' --group customer-42 --dedup-id o-1-paid",
                       "letsgo-worker send SomeRemoteType '{}' --no-check"),
         ),
     )
