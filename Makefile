@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PLUGINS := plugins/letsgo_stripe plugins/letsgo_slack plugins/example_orders
 
-.PHONY: setup run test bench bench-quick soak clean
+.PHONY: setup run test bench bench-quick soak clean chromium screenshots
 
-setup: $(STAMP)
+setup: $(STAMP) chromium
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser of its own). CI runs as root on Debian; elsewhere install chromium yourself.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +38,10 @@ bench-quick: setup
 # The long reliability runs: 60 s of load, 50,000 faulty messages, 10 kill -9 (docs/RELIABILITY.md).
 soak: setup
 	LETSGO_SOAK=1 $(BIN)/python -m pytest -q -s tests/reliability
+
+# The dashboard's screenshots in docs/img/, from a real serve photographed by headless chromium (docs/dashboard.md).
+screenshots: setup
+	$(BIN)/python tests/browser/take_screenshots.py
 
 clean:
 	rm -rf $(VENV) .letsgo .pytest_cache

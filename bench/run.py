@@ -35,6 +35,7 @@ SCENARIOS = [
     ("ingestion", (300, 60, 60)),
     ("end_to_end", (180, 60, 60)),
     ("memory", (360, 50, 40)),
+    ("dashboard", (300, 150, 60)),
 ]
 OUT = BENCH / ".out"
 FINDINGS = BENCH / "FINDINGS.md"

@@ -225,3 +225,16 @@ def letsgo_register_messages(register):
         TENANT_DELETED, handle_tenant_deleted, payload=TenantDeletedPayload,
         description="A tenant was deleted (notifies)",
     )
+
+
+@hookimpl
+def letsgo_startup(worker):
+    """Count every message for ``GET /metrics`` where the runtime serves it (``serve`` turns it on).
+
+    The counting is the host's own ``letsgo_message_done``, registered only
+    then: in Lambda, without it, the hook costs nothing.
+    """
+    if "prometheus" in worker.settings.metrics:
+        from host.ops.metrics import install
+
+        install(worker)

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from host.errors import ConfigError
+
+
+def set_process_environment(variable: str, value: str) -> None:
+    """Set ``variable`` in this process's environment, which the processes it starts inherit.
+
+    For a library configured only through the environment, before it is
+    imported: ``serve --workers N`` points prometheus-client's multiprocess
+    mode at its folder this way, so every delivery process writes its counts there.
+    """
+    os.environ[variable] = value
 
 
 def load_dotenv_file(path: str | None = None) -> None:
@@ -109,6 +120,26 @@ def switch(value: str) -> bool | None:
         return flag(value)
     except ValueError:
         raise ValueError("expected auto, 1/0, true/false, yes/no or on/off") from None
+
+
+#: What ``LETSGO_WORKER_METRICS`` may name.
+METRICS_OUTPUTS = ("emf", "prometheus")
+
+
+def metrics_outputs(value: str) -> frozenset[str]:
+    """A comma list of metrics outputs, each ``emf`` or ``prometheus``; empty: none."""
+    names = comma_list(value.lower())
+    unknown = sorted(names - set(METRICS_OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown output {', '.join(unknown)}; expected a comma list of {', '.join(METRICS_OUTPUTS)}")
+    return names
+
+
+def metrics_namespace(value: str) -> str:
+    """A CloudWatch namespace: 1 to 255 letters, digits or ``. - _ / # :`` and spaces, not starting ``AWS/``."""
+    if not re.fullmatch(r"[A-Za-z0-9 ._\-/#:]{1,255}", value) or value.startswith("AWS/"):
+        raise ValueError("expected 1 to 255 letters, digits, spaces or . - _ / # : (not starting with AWS/)")
+    return value
 
 
 def log_level(value: str) -> str:
@@ -214,6 +245,16 @@ SETTINGS: tuple[Setting, ...] = (
     _host("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", flag, "A plugin that fails to import stops start-up."),
     _host("trace_plugins", "LETSGO_WORKER_TRACE_PLUGINS", "0", flag, "Log every hook call with its arguments and results."),
     _host("log_level", "LETSGO_WORKER_LOG_LEVEL", "INFO", log_level, "Log level."),
+    _host("metrics", "LETSGO_WORKER_METRICS", "", metrics_outputs,
+          "Metrics outputs (comma list): emf writes CloudWatch Embedded Metric Format lines per batch on stdout; "
+          "serve counts for GET /metrics (prometheus) by itself."),
+    _host("metrics_namespace", "LETSGO_WORKER_METRICS_NAMESPACE", "LetsGoWorker", metrics_namespace,
+          "CloudWatch namespace of the EMF metrics."),
+    _host("dashboard_token", "LETSGO_WORKER_DASHBOARD_TOKEN", None, optional,
+          "Token the dashboard and /metrics require (Bearer header or the login form); required when serve binds beyond loopback.",
+          secret=True),
+    _host("dashboard_read_only", "LETSGO_WORKER_DASHBOARD_READ_ONLY", "0", flag,
+          "Dashboard shows but refuses actions (redrive, delete, purge)."),
 )
 
 
@@ -285,6 +326,10 @@ class Settings:
     strict_plugins: bool
     trace_plugins: bool
     log_level: str
+    metrics: frozenset[str]
+    metrics_namespace: str
+    dashboard_token: str | None = field(repr=False)
+    dashboard_read_only: bool
     # The environment read, kept so plugin settings declared at start-up are read
     # from the same place; it holds every secret, so it is never shown or compared.
     _environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)

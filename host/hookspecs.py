@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from host import Context, Notification, RegisterSetting, Worker
+    from host import Context, MessageContext, Notification, RegisterSetting, Worker
+    from host.core.dispatch import Outcome
     from host.core.registry import Register
     from host.core.schedules import RegisterSchedule
     from host.local.routes import RegisterRoute
@@ -145,8 +146,41 @@ def letsgo_shutdown(worker: Worker) -> None:
 
 
 # -------------------------------------------------------------------------
-# Work: hooks called for scheduled ticks and notifications
+# Work: hooks called for messages, scheduled ticks and notifications
 # -------------------------------------------------------------------------
+
+
+@hookspec
+def letsgo_message_done(outcome: Outcome, ctx: MessageContext) -> None:
+    """Observe what became of a message: for metrics, tracing and audit.
+
+    Called once per delivery of every message, whatever became of it: it
+    succeeded, failed (it will be retried, or dead-lettered after its last
+    receive) or was rejected (it goes to the dead-letter queue). Called as soon
+    as the outcome is known, in Lambda and in the local runtime alike, before the
+    message is settled. The host's own ``GET /metrics`` counts through it.
+
+    :param outcome: A :class:`host.core.dispatch.Outcome`: ``status`` (a
+        string enum, ``succeeded``, ``failed`` or ``rejected``: test it with
+        ``outcome.status == "failed"``), ``message_id``, ``type`` and ``plugin``
+        (None when unknown), ``reason`` (why it failed or was rejected),
+        ``error`` (the handler's exception, if it raised) and ``duration_ms``. ``outcome.metric_type`` is the type to label a metric
+        with (``"(unknown)"`` for a type no plugin registered, so a client cannot
+        grow a metric's series) and ``outcome.handler_seconds`` how long the
+        handler ran (None when none ran).
+    :param ctx: A :class:`host.MessageContext` with what is known of the
+        message, a rejected one included: ``message_id``, ``receive_count``,
+        ``attributes``, ``logger``, ``worker`` and, in Lambda, the Lambda
+        context. ``type`` is None when the body had no readable type (bad
+        JSON, no type); ``plugin`` is None also for a type no plugin registered.
+
+    Implement it as a plain ``def``: it runs on the event loop of the message's
+    batch, so keep it quick (hand slow work, a network call, to a thread or a
+    queue of your own). An exception it raises is logged, naming the plugin,
+    and changes nothing: not the outcome, and not the other implementations,
+    which are all called. When no plugin implements it, it costs nothing.
+    The return value is ignored.
+    """
 
 
 @hookspec

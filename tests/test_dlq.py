@@ -51,6 +51,22 @@ def test_list_shows_each_message_with_body_receive_count_last_error_and_reason(d
     assert "2 dead-lettered messages" in text
 
 
+def test_list_shows_a_failures_traceback_indented(tmp_path):
+    path = tmp_path / "worker.db"
+    try:
+        raise RuntimeError("API down")
+    except RuntimeError as error:
+        failure = error
+    with LocalQueue(path, max_receive_count=1) as queue:
+        queue.enqueue_many([("failed-1", '{"type": "OrderNew", "payload": {}}')])
+        records = queue.receive(10, 1)
+        queue.settle(records, [Outcome(Status.FAILED, "failed-1", "OrderNew", error=failure)])
+    text = run(tmp_path, "list", "--db", str(path)).stdout
+    assert "  traceback:  Traceback (most recent call last):" in text
+    assert '              File "' in text and 'raise RuntimeError("API down")' in text
+    assert "              RuntimeError: API down" in text
+
+
 def test_list_json(db, tmp_path):
     result = run(tmp_path, "list", "--json", "--db", str(db))
     letters = {letter["id"]: letter for letter in json.loads(result.stdout)}
@@ -96,10 +112,61 @@ def test_redrive_mistakes_exit_2_and_move_nothing(db, tmp_path, args, says):
     assert len(json.loads(run(tmp_path, "list", "--json", "--db", str(db)).stdout)) == 2
 
 
-def test_purge(db, tmp_path):
-    result = run(tmp_path, "purge", "--db", str(db))
+def test_purge_with_yes(db, tmp_path):
+    result = run(tmp_path, "purge", "--yes", "--db", str(db))
     assert result.returncode == 0 and "purged 2 dead-lettered messages" in result.stdout
     assert "the dead-letter queue is empty" in run(tmp_path, "list", "--db", str(db)).stdout
+
+
+def test_purge_without_a_terminal_or_yes_exits_2_saying_to_pass_yes_and_deletes_nothing(db, tmp_path):
+    result = run(tmp_path, "purge", "--db", str(db))
+    assert result.returncode == 2 and "pass --yes" in result.stderr and result.stdout == ""
+    assert len(json.loads(run(tmp_path, "list", "--json", "--db", str(db)).stdout)) == 2
+
+
+def on_a_terminal(cwd, answer: str, *args: str) -> tuple[int, str]:
+    """Run ``dlq ARGS`` with a pseudo-terminal as its standard input, typing ``answer``; return its status and output."""
+    import pty
+    import select
+    import time
+
+    leader, follower = pty.openpty()
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("LETSGO_")}
+    process = subprocess.Popen([sys.executable, "-m", "host.cli", "dlq", *args], cwd=cwd, env=clean,
+                               stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    output, typed, deadline = b"", False, time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # the process ended and closed the terminal
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not typed and b"[y/N]" in output:
+                os.write(leader, answer.encode() + b"\n")
+                typed = True
+            if process.poll() is not None and not ready:
+                break
+        return process.wait(10), output.decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        os.close(leader)
+
+
+@pytest.mark.parametrize(("answer", "status", "left"), [("y", 0, 0), ("n", 1, 2), ("", 1, 2)])
+def test_purge_on_a_terminal_asks_first(db, tmp_path, answer, status, left):
+    code, output = on_a_terminal(tmp_path, answer, "purge", "--db", str(db))
+    assert "Delete the 2 dead-lettered messages of" in output and "[y/N]" in output
+    assert code == status
+    assert ("purged 2 dead-lettered messages" in output) == (answer == "y")
+    assert len(json.loads(run(tmp_path, "list", "--json", "--db", str(db)).stdout)) == left
 
 
 def test_a_missing_database_is_an_error_not_a_new_file(tmp_path):

@@ -13,7 +13,7 @@ from host.cli.common import EXIT_USAGE
 from host.errors import StartupError
 
 #: The command groups, each a module of this package with ``add_commands(commands)``, in ``--help`` order.
-COMMAND_GROUPS = ("serve", "send", "invoke", "plugins", "schedule", "schedules", "dlq", "keys")
+COMMAND_GROUPS = ("serve", "send", "invoke", "plugins", "schedule", "schedules", "queue", "dlq", "keys", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, LETSGO_WORKER_HOST)")
     serve.add_argument("--port", help="port to listen on (default 3002, PORT; 0 picks a free one)")
     serve.add_argument("--db", help="SQLite queue file (default .letsgo/worker.db, LETSGO_WORKER_DB)")
-    serve.add_argument("--sqs", metavar="QUEUE_URL", help="read a real SQS queue instead of the local one")
+    serve.add_argument(
+        "--sqs", metavar="QUEUE_URL",
+        help="read a real SQS queue instead of the local one (SIGTERM drains for LETSGO_WORKER_DRAIN_SECONDS;"
+             " /livez and /readyz for probes)",
+    )
     serve.add_argument(
         "--workers", metavar="N",
         help="deliver in N processes of their own, for CPU-bound handlers (default 0: in the server's process; "

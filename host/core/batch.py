@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from host.aws.large_messages import is_pointer
 from host.core.deadline import Deadline, wait_until_deadline
-from host.core.dispatch import Outcome, Status, dispatch, notify_rejection
+from host.core.dispatch import Outcome, Status, dispatch, message_context, message_done, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
 from host.core.logs import log_fields
 
 if TYPE_CHECKING:
+    from host.core.context import MessageContext
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.batch")
@@ -209,6 +210,8 @@ class _Batch:
         self.outcomes: list[Outcome | None] = [None] * len(records)
         self.handler_timeout = handler_timeout_seconds(worker.settings)
         self.started: dict[int, float] = {}
+        # Looked up once per batch: with no implementation, a message pays one test of an empty list.
+        self.done_hooks = worker.pm.hook.letsgo_message_done.get_hookimpls()
 
     def chains(self) -> list[tuple[str | None, list[int]]]:
         """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
@@ -262,14 +265,24 @@ class _Batch:
                 return
 
     def _known(self, index: int, outcome: Outcome) -> None:
-        """Record ``outcome`` for record ``index`` and tell ``on_outcome`` at once."""
+        """Record ``outcome`` for record ``index``, tell ``on_outcome`` and ``letsgo_message_done`` at once."""
         self.outcomes[index] = outcome
-        if self.on_outcome is None:
-            return
-        try:
-            self.on_outcome(index, self.records[index], outcome)
-        except Exception:  # the callback's failure is its own: the outcome and the batch stand
-            logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(index, self.records[index], outcome)
+            except Exception:  # the callback's failure is its own: the outcome and the batch stand
+                logger.exception("the outcome callback failed for message %s", outcome.message_id or f"#{index}")
+        if self.done_hooks:
+            message_done(self.worker, self.done_hooks, outcome, lambda: self._context(index, outcome))
+
+    def _context(self, index: int, outcome: Outcome) -> MessageContext:
+        """The ``ctx`` ``letsgo_message_done`` gets for record ``index``: what the record and its outcome tell."""
+        record = self.records[index]
+        attributes = record_attributes(record) if isinstance(record, dict) else {}
+        return message_context(
+            self.worker, message_id=outcome.message_id, receive_count=_receive_count(attributes), type=outcome.type,
+            plugin=outcome.plugin, attributes=attributes, lambda_context=self.lambda_context,
+        )
 
     def _timed_out(self, index: int, started: float) -> Outcome:
         """The outcome of a record past the handler timeout; a sync handler's thread is set aside."""
@@ -308,7 +321,7 @@ class _Batch:
 
 async def process_records(
     worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None,
-    on_outcome: OutcomeCallback | None = None,
+    on_outcome: OutcomeCallback | None = None, max_receive_count: int | None = None,
 ) -> list[Outcome]:
     """Dispatch every record (FIFO groups in order, the rest concurrently); outcomes in record order.
 
@@ -318,6 +331,8 @@ async def process_records(
     event loop, as soon as that record's outcome is known (a FIFO group's records
     that cannot run are known when the one before them fails; those the deadline
     stopped, at the end). An exception it raises is logged and changes nothing.
+    ``max_receive_count`` is the source's: a record that failed on that receive
+    notifies (:mod:`host.core.final_failure`).
     """
     began = time.perf_counter()
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
@@ -334,7 +349,27 @@ async def process_records(
         await wait_until_deadline(tasks, batch.deadline)
     outcomes = batch.finish()
     _log_batch(batch, outcomes, fifo_groups, began)
+    if max_receive_count:
+        from host.core.final_failure import notify_final_failures
+
+        await notify_final_failures(worker, records, outcomes, max_receive_count)
+    if "emf" in batch.worker.settings.metrics:
+        _write_emf(batch, outcomes)
     return outcomes
+
+
+def _write_emf(batch: _Batch, outcomes: list[Outcome]) -> None:
+    """The batch's CloudWatch EMF lines, with ``LETSGO_WORKER_METRICS=emf`` (the module loads only then)."""
+    from host.aws.emf import write_batch_metrics
+
+    request_id = getattr(batch.lambda_context, "aws_request_id", None)
+    try:
+        write_batch_metrics(
+            outcomes, batch.worker.settings.metrics_namespace,
+            request_id=request_id if isinstance(request_id, str) else None,
+        )
+    except Exception:  # metrics are an account of the batch, never a reason to fail it
+        logger.exception("could not write the batch's metrics (LETSGO_WORKER_METRICS=emf)")
 
 
 def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: float) -> None:
@@ -386,13 +421,16 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
 
 def process_sqs_event(
     worker: Worker, event: dict[str, Any], lambda_context: Any = None, *, on_outcome: OutcomeCallback | None = None,
+    max_receive_count: int | None = None,
 ) -> BatchResult:
     """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`.
 
     Never raises for a bad record or a failing handler: every record gets an
-    outcome, in record order. ``on_outcome`` is as for :func:`process_records`.
+    outcome, in record order. ``on_outcome`` and ``max_receive_count`` are as for :func:`process_records`.
     """
     records = event.get("Records")
     if not isinstance(records, list):
         raise TypeError(f"an SQS event has a \"Records\" list, got {type(records).__name__}")
-    return BatchResult(run(process_records(worker, records, lambda_context, on_outcome=on_outcome)))
+    return BatchResult(run(process_records(
+        worker, records, lambda_context, on_outcome=on_outcome, max_receive_count=max_receive_count,
+    )))

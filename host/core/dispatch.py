@@ -15,10 +15,12 @@ import inspect
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from host.core.context import MessageContext, MessageLogger
+from host.core.plugins import call_impl
 from host.core.registry import Message
 
 if TYPE_CHECKING:
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.dispatch")
+
+#: The type a message is counted under in metrics when no installed plugin registered its type
+#: (or it has none): a client sending made-up types cannot grow the number of series.
+UNKNOWN_TYPE = "(unknown)"
 
 #: How many known types an "unknown type" reason lists before eliding.
 _KNOWN_TYPES_SHOWN = 20
@@ -44,7 +50,9 @@ class Outcome:
     """The result of dispatching one message.
 
     ``reason`` says, for a person, why a message failed or was rejected;
-    ``error`` keeps the handler's exception for logs.
+    ``error`` keeps the handler's exception for logs; ``duration_ms`` is how
+    long the message took, 0 for one that never started (a FIFO group's message
+    after a failure, one the Lambda deadline left out).
     """
 
     status: Status
@@ -59,6 +67,18 @@ class Outcome:
     def ok(self) -> bool:
         """True when the message was handled."""
         return self.status is Status.SUCCEEDED
+
+    @property
+    def metric_type(self) -> str:
+        """The type to count this message under: its type when a plugin registered it, else :data:`UNKNOWN_TYPE`."""
+        return self.type if self.plugin is not None and self.type is not None else UNKNOWN_TYPE
+
+    @property
+    def handler_seconds(self) -> float | None:
+        """How long its handler ran, in seconds; None when no handler ran (rejected, or never started)."""
+        if self.status is Status.REJECTED or self.plugin is None or self.duration_ms <= 0:
+            return None
+        return self.duration_ms / 1000
 
 
 class Rejected(Exception):
@@ -159,6 +179,21 @@ def _plugin_logger(plugin: str) -> logging.Logger:
     return found
 
 
+def message_context(
+    worker: Worker, *, message_id: str, receive_count: int, type: str | None, plugin: str | None,
+    attributes: dict[str, Any] | None, lambda_context: Any,
+) -> MessageContext:
+    """The ``ctx`` of one message, its logger bound to the message's fields (the plugin's logger, if known)."""
+    bound = MessageLogger(
+        _plugin_logger(plugin) if plugin is not None else logger,
+        {"message_id": message_id, "message_type": type, "plugin": plugin},
+    )
+    return MessageContext(
+        worker, bound, message_id=message_id, receive_count=receive_count, type=type,  # type: ignore[arg-type]
+        plugin=plugin, attributes=attributes, lambda_context=lambda_context,  # type: ignore[arg-type]
+    )
+
+
 async def dispatch(
     worker: Worker,
     body: str | bytes,
@@ -185,12 +220,8 @@ async def dispatch(
         await notify_rejection(worker, outcome, receive_count)
         return outcome
 
-    bound = MessageLogger(
-        _plugin_logger(entry.plugin),
-        {"message_id": message_id, "message_type": entry.type, "plugin": entry.plugin},
-    )
-    ctx = MessageContext(
-        worker, bound, message_id=message_id, receive_count=receive_count, type=entry.type,
+    ctx = message_context(
+        worker, message_id=message_id, receive_count=receive_count, type=entry.type,
         plugin=entry.plugin, attributes=attributes, lambda_context=lambda_context,
     )
     message = Message(entry.type, payload, message_id, parsed)
@@ -207,6 +238,33 @@ async def dispatch(
             f"{type(error).__name__}: {error}", error, (time.perf_counter() - started) * 1000,
         )
     return Outcome(Status.SUCCEEDED, message_id, entry.type, entry.plugin, duration_ms=(time.perf_counter() - started) * 1000)
+
+
+def message_done(worker: Worker, hooks: list[Any], outcome: Outcome, context: Callable[[], MessageContext]) -> None:
+    """Call each ``letsgo_message_done`` implementation in ``hooks`` with ``outcome`` and the message's ``ctx``.
+
+    ``context()`` makes the ``ctx``, once, for the first implementation that
+    takes one. Each implementation is called even when one before it raised;
+    what one raises is logged naming its plugin, and changes neither the
+    outcome nor the batch.
+    """
+    ctx = None
+    for impl in hooks:
+        if ctx is None and "ctx" in impl.argnames:
+            ctx = context()
+        try:
+            result = call_impl(impl, outcome=outcome, ctx=ctx)
+        except (Exception, SystemExit):  # as for handlers: a sys.exit() here must not end the batch's thread
+            logger.exception(
+                "plugin %r failed in letsgo_message_done for message %s; the message's outcome (%s) stands",
+                impl.plugin_name, outcome.message_id or "without an id", outcome.status.value,
+            )
+            continue
+        if result is not None and inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # never awaited: closing it spares a "was never awaited" warning per message
+            logger.error("plugin %r implements letsgo_message_done with async def; it must be a plain def", impl.plugin_name)
 
 
 def rejection_text(outcome: Outcome) -> str:

@@ -1,4 +1,4 @@
-"""The local server's ASGI app: ``POST /`` intake, ``GET /healthz`` and plugin routes.
+"""The local server's ASGI app: ``POST /`` intake, ``GET /healthz``, the dashboard and plugin routes.
 
 HTTP itself (framing, keep-alive, pipelining, ``Expect: 100-continue``) is
 uvicorn's, parsed by httptools (llhttp); see :mod:`host.local.http_server`.
@@ -21,6 +21,7 @@ from host.local.routes import Headers, Request, RequestError, Response, RouteTab
 
 if TYPE_CHECKING:
     from host.local.queue import LocalQueue
+    from host.ops.web import OpsWeb
 
 logger = logging.getLogger("letsgo.http")
 
@@ -48,6 +49,9 @@ class LocalApp:
     :param health: returns the JSON of ``GET /healthz`` (called in a thread).
     :param probes: more such paths (``/livez``, ``/readyz``), each answering 200
         when its JSON has ``"status": "ok"``, else 503.
+
+    ``ops``, set once the worker has started, answers ``/dashboard...`` and
+    ``/metrics`` (:class:`host.ops.web.OpsWeb`); None leaves them to plugin routes (404).
     """
 
     def __init__(
@@ -66,6 +70,7 @@ class LocalApp:
         self.health = health or (lambda: {"status": "ok"})
         self.intake_note = intake_note
         self.probes = {"/healthz": lambda: self.health(), **(probes or {})}
+        self.ops: OpsWeb | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -100,6 +105,8 @@ class LocalApp:
                 return _not_allowed(method, path, ["GET"])
             health = await asyncio.to_thread(self.probes[path])
             return Response(200 if health.get("status") == "ok" else 503, health)
+        if self.ops is not None and self.ops.serves(path):
+            return await self.ops.respond(self._request(scope, headers, body))
         return await self.route(self._request(scope, headers, body))
 
     async def intake(self, body: bytes, headers: Headers) -> Response:

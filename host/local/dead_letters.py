@@ -9,6 +9,15 @@ from collections.abc import Sequence
 from host.errors import QueueError
 
 
+def claim_reason(receive_count: int, visibility_timeout: float) -> str:
+    """The dead-letter reason of a message claimed again after its last receive never settled."""
+    return (
+        f"received {receive_count} times (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT) without"
+        f" completing: the visibility timeout ({visibility_timeout:g}s) ran out or the"
+        " worker stopped while it was being handled"
+    )
+
+
 def move_to_dead_letters(
     connection: sqlite3.Connection, seq: int | None, reason: str, error: str | None, now: float,
     receipt_handle: str | None = None,

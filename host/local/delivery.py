@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from host.core.backoff import backoff_seconds  # noqa: F401  (re-exported: its home before host.core.backoff)
+from host.core.final_failure import watch_claim_dead_letters
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -157,6 +158,7 @@ class Delivery:
         self.heartbeat = Heartbeat.for_source(source, visibility_timeout, max_visibility_extension)
         #: How long a batch may hold its slot: its messages are visible again after that.
         self.batch_lifetime = self.heartbeat.max_extension if self.heartbeat else visibility_timeout
+        watch_claim_dead_letters(worker, source)  # a message the local queue dead-letters when claimed notifies
 
     @classmethod
     def from_settings(cls, worker: Worker, source: MessageSource, settings: Settings, **options: Any) -> Delivery:
@@ -398,7 +400,10 @@ class Delivery:
 
         try:
             try:
-                outcomes = process_sqs_event(self.worker, {"Records": records}, on_outcome=on_outcome).outcomes
+                outcomes = process_sqs_event(
+                    self.worker, {"Records": records}, on_outcome=on_outcome,
+                    max_receive_count=getattr(self.source, "max_receive_count", None),  # its last receive notifies
+                ).outcomes
             except BaseException as error:  # the thread must settle its batch and live on, whatever was raised
                 logger.exception("the batch processor failed; every message of the batch not yet settled is retried")
                 reason = f"batch processing failed: {type(error).__name__}: {error}"

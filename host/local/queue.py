@@ -44,11 +44,11 @@ from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
-from host.local.dead_letters import move_to_dead_letters, redrive_rows
-from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
+from host.local.dead_letters import claim_reason, move_to_dead_letters, redrive_rows
+from host.local.fifo import Row, add_fifo_attributes, claimable, inserter
 from host.local.file_guard import FileGuard, write_hint
-from host.local.schema import DeadLetter, prepare, sqs_record
-from host.local.settlement import decide, log_settled
+from host.local.schema import DeadLetter, prepare, save_tick, sqs_record
+from host.local.settlement import apply_decisions, decide, log_settled, receipt_seq
 from host.local.writer import Writer
 from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
 
@@ -121,6 +121,10 @@ class LocalQueue:
         self._writer = Writer(self._connect, self._wake, self._guard.check)
         self._read_lock = threading.Lock()
         self._reader = self._connect()
+        #: Told ``(message id, body, receive count, last error)`` of each message dead-lettered when claimed
+        #: (received the maximum number of times without settling); see :mod:`host.core.final_failure`.
+        self.on_claim_dead_letter: Callable[[str, str, int, str | None], None] | None = None
+        self._pruned_at = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, path: str | None = None, **options: Any) -> LocalQueue:
@@ -171,9 +175,11 @@ class LocalQueue:
         """Why the queue takes no more writes (its file was deleted or replaced while open), or None."""
         return self._guard.problem()
 
-    def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+    def transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
         """Run ``work`` in a committed transaction of the writer; ``durable`` flushes the commit to disk."""
         return self._writer.run(work, durable=durable)
+
+    _write = transaction  # the name the queue's tests use
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         with self._read_lock:
@@ -210,7 +216,7 @@ class LocalQueue:
 
         A row whose deduplication id was sent in the last 5 minutes is not stored; its id is the first message's.
         """
-        return self._writer.submit(_inserter(rows), durable=True).result()
+        return self._writer.submit(inserter(rows), durable=True).result()
 
     async def store(self, messages: Iterable[tuple], delay_seconds: float = 0) -> list[str]:
         """:meth:`enqueue_many` for a coroutine: the event loop goes on while the messages reach the disk.
@@ -221,7 +227,7 @@ class LocalQueue:
         load many requests share one flush.
         """
         rows = [(message_id or str(uuid.uuid4()), body, delay_seconds, *fifo) for message_id, body, *fifo in messages]
-        return await self._writer.write(_inserter(rows), durable=True)
+        return await self._writer.write(inserter(rows), durable=True)
 
     # -- receiving -------------------------------------------------------------
 
@@ -250,6 +256,7 @@ class LocalQueue:
         if not self._read("SELECT 1 FROM messages WHERE visible_at <= ? LIMIT 1", (now,)):
             return []
         handle_suffix = f"{self.claimer}-{next(self._claims)}"
+        dead_lettered: list[tuple[str, str, int, str | None]] = []
 
         def claim(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             # A message whose last receive ended in a crash is claimed alone: if it is what brought
@@ -261,19 +268,16 @@ class LocalQueue:
             claimed = []
             for seq, message_id, body, sent_at, receive_count, first_received_at, last_error, group, dedup in rows:
                 if receive_count >= self.max_receive_count:
-                    reason = (
-                        f"received {receive_count} times (the maximum, LETSGO_WORKER_MAX_RECEIVE_COUNT) without"
-                        f" completing: the visibility timeout ({self.visibility_timeout:g}s) ran out or the"
-                        " worker stopped while it was being handled"
-                    )
+                    reason = claim_reason(receive_count, self.visibility_timeout)
                     move_to_dead_letters(connection, seq, reason, last_error, now)
                     logger.warning("message %s dead-lettered: %s", message_id, reason)
+                    dead_lettered.append((message_id, body, receive_count, last_error))
                     continue
                 handle = f"{seq}.{handle_suffix}"
                 connection.execute(
                     "UPDATE messages SET receive_count = receive_count + 1, receipt_handle = ?, visible_at = ?,"
-                    " first_received_at = COALESCE(first_received_at, ?) WHERE seq = ?",
-                    (handle, now + self.visibility_timeout, now, seq),
+                    " first_received_at = COALESCE(first_received_at, ?), last_received_at = ? WHERE seq = ?",
+                    (handle, now + self.visibility_timeout, now, now, seq),
                 )
                 record = sqs_record(message_id, handle, body, receive_count + 1, sent_at, first_received_at or now)
                 claimed.append(add_fifo_attributes(record, seq, group, dedup))
@@ -281,7 +285,14 @@ class LocalQueue:
                     self._suspect_handles.add(handle)
             return claimed
 
-        return self._write(claim)
+        claimed = self.transaction(claim)
+        listener = self.on_claim_dead_letter
+        for letter in dead_lettered if listener is not None else ():
+            try:
+                listener(*letter)
+            except Exception:  # telling someone must not stop delivery
+                logger.exception("the dead-letter listener failed for message %s", letter[0])
+        return claimed
 
     def is_suspect(self, record: dict[str, Any]) -> bool:
         """Whether ``record``'s message was in flight when a process handling it crashed.
@@ -308,28 +319,11 @@ class LocalQueue:
             for record, outcome in zip(records, outcomes, strict=True)
         ]
 
-        def apply(connection: sqlite3.Connection) -> list[str]:
-            now = time.time()
-            stale = []
-            for action, record, detail, error in decisions:
-                seq, handle = _receipt_seq(record.get("receiptHandle")), record.get("receiptHandle")
-                if action == "delete":
-                    changed = connection.execute(
-                        "DELETE FROM messages WHERE seq = ? AND receipt_handle = ?", (seq, handle)
-                    ).rowcount
-                elif action == "retry":
-                    changed = connection.execute(  # it failed without a crash: no longer a suspect
-                        "UPDATE messages SET visible_at = ?, receipt_handle = NULL, last_error = ?, suspect = 0"
-                        " WHERE seq = ? AND receipt_handle = ?",
-                        (now + detail, error, seq, handle),
-                    ).rowcount
-                else:
-                    changed = move_to_dead_letters(connection, seq, detail, error, now, handle)
-                if not changed:
-                    stale.append(record["messageId"])
-            return stale
-
-        stale = self._write(apply)
+        now = time.time()
+        prune = now - self._pruned_at > 600  # the outcomes per minute are pruned every ten minutes, not at each settle
+        if prune:
+            self._pruned_at = now
+        stale = self.transaction(lambda connection: apply_decisions(connection, decisions, now, prune=prune))
         self._suspect_handles.difference_update(record.get("receiptHandle") for record in records)
         log_settled(decisions, stale, self.visibility_timeout)
 
@@ -351,16 +345,16 @@ class LocalQueue:
                 connection.execute(
                     "UPDATE messages SET visible_at = ?, receipt_handle = CASE WHEN ? > 0 THEN receipt_handle END"
                     " WHERE seq = ? AND receipt_handle = ?",
-                    (visible_at, seconds, _receipt_seq(handle), handle),
+                    (visible_at, seconds, receipt_seq(handle), handle),
                 ).rowcount
                 for handle in handles
             )
 
-        return self._write(change)
+        return self.transaction(change)
 
     def shift_times(self, seconds: float) -> int:
         """Move every message's visibility by ``seconds`` (after a wall-clock jump, see :mod:`host.local.clock`)."""
-        return self._write(
+        return self.transaction(
             lambda connection: connection.execute("UPDATE messages SET visible_at = visible_at + ?", (seconds,)).rowcount
         )
 
@@ -386,7 +380,7 @@ class LocalQueue:
                 (time.time(), int(suspect), *parameters),
             ).rowcount
 
-        return self._write(release)
+        return self.transaction(release)
 
     # -- the dead-letter queue -------------------------------------------------
 
@@ -405,11 +399,11 @@ class LocalQueue:
         queue raises :class:`QueueError` naming it, and nothing moves.
         """
 
-        return self._write(lambda connection: redrive_rows(connection, ids), durable=True)
+        return self.transaction(lambda connection: redrive_rows(connection, ids), durable=True)
 
     def purge_dead_letters(self) -> int:
         """Delete every dead-lettered message; return how many."""
-        return self._write(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount, durable=True)
+        return self.transaction(lambda connection: connection.execute("DELETE FROM dead_letters").rowcount, durable=True)
 
     # -- inspection ------------------------------------------------------------
 
@@ -432,19 +426,5 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
     def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
-        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
-        self._write(lambda connection: connection.execute(
-            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
-            (name, fired_at, outcome, detail)))
-
-
-def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
-    now, rows = time.time(), [Row(*row) for row in rows]
-    return lambda connection: insert_rows(connection, rows, now)
-
-
-def _receipt_seq(receipt_handle: Any) -> int | None:
-    try:
-        return int(str(receipt_handle).split(".", 1)[0])
-    except ValueError:
-        return None
+        """Keep the last tick of schedule ``name`` ("" is ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: save_tick(connection, name, fired_at, outcome, detail))

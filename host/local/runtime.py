@@ -185,8 +185,13 @@ class Runtime:
             probes={"/livez": self._liveness, "/readyz": self._readiness},
         )
         self.settings = settings = _replace(settings, port=self.server.port)
+        from host.ops.metrics import prepare_serve_metrics
+
+        # Before the worker and any delivery process start: they count into what GET /metrics shows.
+        self.settings = settings = prepare_serve_metrics(settings)
         self.worker = self._start_worker(settings)
         self.server.routes = collect_routes(self.worker)
+        self.server.app.ops = self._dashboard(schedule)
         self.server.start()
         for route in self.server.routes:
             logger.info("route %s %s (plugin %s)", route.method, route.path, route.plugin)
@@ -257,6 +262,27 @@ class Runtime:
         except ImportError as error:
             raise StartupError(f"serve --sqs is not available in this installation: {error}") from None
         return SqsSource(self.sqs_queue_url, self.settings)
+
+    def _dashboard(self, schedule):
+        """``/dashboard`` and ``/metrics`` of this server, looking into the queue it delivers from."""
+        from host.ops.web import OpsWeb, build
+
+        for route in self.server.routes:  # the dashboard answers first: a plugin's route there would never be called
+            if OpsWeb.serves(route.path):
+                raise StartupError(f"plugin {route.plugin!r} registered {route.method} {route.path}, which the dashboard"
+                                   " serves (/dashboard and below, /metrics); register another path")
+
+        if self.queue is not None:
+            from host.ops.local_inspector import LocalInspector
+
+            inspector = LocalInspector.of_queue(self.queue)
+        else:
+            from host.ops.sqs_inspector import SqsInspector
+
+            inspector = SqsInspector(self.sqs_queue_url, region=self.settings.aws_region)
+        settings = self.settings
+        return build(inspector, self.worker, host=settings.host, running_schedule=schedule,
+                     token=settings.dashboard_token, read_only=settings.dashboard_read_only)
 
     def _enqueuer(self, settings: Settings):
         """Where ``ctx.enqueue`` goes: this server's queue, or under ``--sqs`` the queue being read (unless configured)."""
@@ -347,6 +373,8 @@ class Runtime:
             self.clock.stop()
         if self.server is not None:
             self.server.stop()
+            if self.server.app.ops is not None:
+                self.server.app.ops.close()
         if self.worker is not None:
             self.worker.stop()
         if self.queue is not None:
