@@ -311,7 +311,8 @@ def test_serve_exposes_counts_durations_and_the_queue(serve, args):
     assert value(samples, "letsgo_queue_up") == 1
     folder = server.db.parent / "queue.db.metrics"
     if args:  # the delivery processes' counts are in prometheus-client's files beside the queue
-        assert len({path.name.rsplit("_", 1)[1] for path in folder.glob("counter_*.db")}) >= 2
+        # (one file per process that counted: with few messages, one delivery process may have taken them all)
+        assert len({path.name.rsplit("_", 1)[1] for path in folder.glob("counter_*.db")}) >= 1
     else:
         assert not folder.exists()
 
