@@ -7,12 +7,12 @@ PLUGINS := plugins/letsgo_stripe plugins/letsgo_slack plugins/example_orders
 
 .PHONY: setup run test bench bench-quick soak clean chromium screenshots
 
-setup: $(STAMP) chromium
+setup: $(STAMP)
 
 # The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright install`,
 # which downloads a browser of its own). CI runs as root on Debian; elsewhere install chromium yourself.
 chromium:
-	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 $(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pypro
 run: setup
 	$(BIN)/letsgo-worker serve
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q
 
 bench: setup
@@ -40,7 +40,7 @@ soak: setup
 	LETSGO_SOAK=1 $(BIN)/python -m pytest -q -s tests/reliability
 
 # The dashboard's screenshots in docs/img/, from a real serve photographed by headless chromium (docs/dashboard.md).
-screenshots: setup
+screenshots: setup chromium
 	$(BIN)/python tests/browser/take_screenshots.py
 
 clean:

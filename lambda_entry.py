@@ -22,7 +22,8 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
     from host.config import Settings
     from host.core.logs import configure_logging
 
-    configure_logging(Settings.from_env().log_level)
+    _settings = Settings.from_env()
+    configure_logging(_settings.log_level, log_format=_settings.log_format)
 
 
 def handler(event, context):

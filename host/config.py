@@ -112,6 +112,26 @@ def optional_seconds(low: float, high: float) -> Callable[[str], float | None]:
     return parse
 
 
+def log_format(value: str) -> str | None:
+    """``json`` or ``text`` (any case); empty or ``auto`` is None: text on a terminal, JSON otherwise."""
+    chosen = value.strip().lower()
+    if chosen in ("", "auto"):
+        return None
+    if chosen not in ("json", "text"):
+        raise ValueError("expected json, text or auto")
+    return chosen
+
+
+def switch(value: str) -> bool | None:
+    """:func:`flag`, or None for ``auto`` (the worker decides where it runs)."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        return flag(value)
+    except ValueError:
+        raise ValueError("expected auto, 1/0, true/false, yes/no or on/off") from None
+
+
 #: What ``LETSGO_WORKER_METRICS`` may name.
 METRICS_OUTPUTS = ("emf", "prometheus")
 
@@ -130,16 +150,6 @@ def metrics_namespace(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9 ._\-/#:]{1,255}", value) or value.startswith("AWS/"):
         raise ValueError("expected 1 to 255 letters, digits, spaces or . - _ / # : (not starting with AWS/)")
     return value
-
-
-def switch(value: str) -> bool | None:
-    """:func:`flag`, or None for ``auto`` (the worker decides where it runs)."""
-    if value.strip().lower() == "auto":
-        return None
-    try:
-        return flag(value)
-    except ValueError:
-        raise ValueError("expected auto, 1/0, true/false, yes/no or on/off") from None
 
 
 def log_level(value: str) -> str:
@@ -245,6 +255,8 @@ SETTINGS: tuple[Setting, ...] = (
     _host("strict_plugins", "LETSGO_WORKER_STRICT_PLUGINS", "0", flag, "A plugin that fails to import stops start-up."),
     _host("trace_plugins", "LETSGO_WORKER_TRACE_PLUGINS", "0", flag, "Log every hook call with its arguments and results."),
     _host("log_level", "LETSGO_WORKER_LOG_LEVEL", "INFO", log_level, "Log level."),
+    _host("log_format", "LETSGO_WORKER_LOG_FORMAT", None, log_format,
+          "Log lines as `json` or `text` (same fields); unset: text on a terminal, JSON under Lambda and when piped."),
     _host("metrics", "LETSGO_WORKER_METRICS", "", metrics_outputs,
           "Metrics outputs (comma list): emf writes CloudWatch Embedded Metric Format lines per batch on stdout; "
           "serve counts for GET /metrics (prometheus) by itself."),
@@ -326,6 +338,7 @@ class Settings:
     strict_plugins: bool
     trace_plugins: bool
     log_level: str
+    log_format: str | None
     metrics: frozenset[str]
     metrics_namespace: str
     dashboard_token: str | None = field(repr=False)

@@ -224,3 +224,17 @@ def test_boto3_is_imported_only_when_a_message_fails(tmp_path):
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["ok"] == {"batchItemFailures": []} and report["after_ok"] is False
     assert report["boom"] == {"batchItemFailures": [{"itemIdentifier": "m"}]} and report["after_boom"] is True
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [("LETSGO_WORKER_LAMBDA_BACKOFF", "maybe", "expected auto, 1/0"), ("LETSGO_WORKER_REJECTED_TO_DLQ", "2", "expected 1/0")],
+)
+def test_a_bad_setting_stops_start_up_naming_the_variable(variable, value, expected):
+    from host.config import Settings
+    from host.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{variable}='{value}' is invalid: {expected}"):
+        Settings.from_env({variable: value})
+    assert Settings.from_env({"LETSGO_WORKER_LAMBDA_BACKOFF": "AUTO"}).lambda_backoff is None
+    assert Settings.from_env({"LETSGO_WORKER_LAMBDA_BACKOFF": "off"}).lambda_backoff is False

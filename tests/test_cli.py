@@ -118,7 +118,7 @@ def test_dotenv_file_reaches_every_command(tmp_path: Path):
     (tmp_path / ".env").write_text("LETSGO_WORKER_SCHEDULE_TIMEZONE=Europe/Paris\n")
     result = run_cli("schedule", "next", "cron(0 9 * * ? *)", "--after", "2026-01-05T00:00:00Z", "--count", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "2026-01-05T08:00:00Z"  # 09:00 in Paris is 08:00 UTC in winter
+    assert result.stdout.split()[0] == "2026-01-05T08:00:00Z"  # 09:00 in Paris is 08:00 UTC in winter
 
 
 def test_keygen_to_an_impossible_path_exits_2(tmp_path: Path):

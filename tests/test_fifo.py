@@ -207,10 +207,27 @@ def test_post_takes_group_and_deduplication_ids_in_both_forms(server):
 def test_send_takes_group_and_dedup_id(server):
     server, queue = server
     env = clean_env()
-    first = run_cli("send", "test:fifo", '{"n": 1}', "--group", "G", "--dedup-id", "D", "--url", server.url, env=env)
+    # test:fifo is this test's own type, not installed where send runs: --no-check.
+    first = run_cli("send", "test:fifo", '{"n": 1}', "--group", "G", "--dedup-id", "D", "--url", server.url, "--no-check", env=env)
     assert first.returncode == 0, first.stderr
-    again = run_cli("send", "test:fifo", '{"n": 1}', "--group", "G", "--dedup-id", "D", "--url", server.url, env=env)
+    again = run_cli("send", "test:fifo", '{"n": 1}', "--group", "G", "--dedup-id", "D", "--url", server.url, "--no-check", env=env)
     assert again.stdout == first.stdout
     assert [(row[1], row[2]) for row in stored(queue)] == [("G", "D")]
-    bad = run_cli("send", "test:fifo", "--group", "x" * 129, "--url", server.url, env=env)
+    bad = run_cli("send", "test:fifo", "{}", "--group", "x" * 129, "--url", server.url, "--no-check", env=env)
     assert bad.returncode == 2 and "--group" in bad.stderr
+
+
+def test_delivery_never_splits_a_group_over_two_batches():
+    from host.local.fifo import split_batches
+
+    def record(name, group=None):
+        attributes = {"MessageGroupId": group} if group else {}
+        return {"messageId": name, "attributes": attributes, "eventSourceARN": FIFO_EVENT_SOURCE_ARN}
+
+    records = [record("x1"), record("a1", "A"), record("x2"), record("a2", "A"), record("b1", "B"), record("b2", "B")]
+    batches = [[r["messageId"] for r in batch] for batch in split_batches(records, 3)]
+    assert sorted(name for batch in batches for name in batch) == sorted(r["messageId"] for r in records)
+    assert all(len(batch) <= 3 for batch in batches)
+    for group in ("a", "b"):
+        holding = [batch for batch in batches if any(name.startswith(group) for name in batch)]
+        assert len(holding) == 1 and [n for n in holding[0] if n.startswith(group)] == [f"{group}1", f"{group}2"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -551,9 +552,11 @@ def test_the_dockerfile_builds_the_lambda_image_from_this_repository():
     last_stage = [line for line in lines if line.startswith("FROM ")][-1]
     assert last_stage in ("FROM public.ecr.aws/lambda/python:3.11 AS lambda", "FROM public.ecr.aws/lambda/python:3.12 AS lambda")
     assert lines[-1] == 'CMD ["lambda_entry.handler"]'
+    defaults = dict(line[4:].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
     for line in lines:
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
+                source = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)].strip('"'), source)  # an ARG's default
                 assert (ROOT / source).exists(), f"Dockerfile copies {source}, which is not in the repository"
     install = " ".join(line for line in lines if "pip install" in line)
     assert "-c constraints.txt" in install and " -e " not in install

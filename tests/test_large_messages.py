@@ -203,13 +203,13 @@ def test_send_sqs_on_the_command_line_sends_a_large_payload_through_s3(aws, buck
     payload = tmp_path / "payload.json"
     payload.write_text(json.dumps({"data": BIG}))
     environ = {**aws.environ(), "LETSGO_WORKER_LARGE_MESSAGE_BUCKET": bucket, "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "host.cli", "send", "test:big", "--file", str(payload), "--sqs", queue["url"]],
+    done = subprocess.run([sys.executable, "-m", "host.cli", "send", "test:big", "--file", str(payload), "--sqs", queue["url"], "--no-check"],
                           capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr
     (message,) = sqs.receive_message(QueueUrl=queue["url"], WaitTimeSeconds=2, MessageAttributeNames=["All"])["Messages"]
     assert message["MessageId"] == done.stdout.strip()
     assert json.loads(message["Body"])[0] == "software.amazon.payloadoffloading.PayloadS3Pointer"
-    without = subprocess.run([sys.executable, "-m", "host.cli", "send", "test:big", "--file", str(payload), "--sqs", queue["url"]],
+    without = subprocess.run([sys.executable, "-m", "host.cli", "send", "test:big", "--file", str(payload), "--sqs", queue["url"], "--no-check"],
                              capture_output=True, text=True, env={**environ, "LETSGO_WORKER_LARGE_MESSAGE_BUCKET": ""},
                              cwd=tmp_path, timeout=60)
     assert without.returncode == 2 and "LETSGO_WORKER_LARGE_MESSAGE_BUCKET" in without.stderr

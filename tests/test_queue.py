@@ -307,10 +307,10 @@ def test_send_posts_and_prints_the_message_id(intake):
     assert intake.posts[0]["delaySeconds"] == 5
 
 
-def test_send_defaults_to_letsgo_local_queue_url_and_null_payload(intake):
-    result = send("letsgo:tenant:new", env={"LETSGO_LOCAL_QUEUE_URL": intake.url})
+def test_send_defaults_to_letsgo_local_queue_url_and_sends_an_explicit_null(intake):
+    result = send("SomeRemoteType", "null", "--no-check", env={"LETSGO_LOCAL_QUEUE_URL": intake.url})
     assert result.returncode == 0, result.stderr
-    assert json.loads(intake.posts[0]["Records"][0]["body"]) == {"type": "letsgo:tenant:new", "payload": None}
+    assert json.loads(intake.posts[0]["Records"][0]["body"]) == {"type": "SomeRemoteType", "payload": None}
 
 
 def test_send_reads_the_payload_from_a_file(intake, tmp_path):
@@ -347,7 +347,7 @@ def test_send_to_a_url_that_is_not_http_exits_2(intake):
 def test_send_to_a_stopped_server_exits_1():
     with RecordingIntake() as server:
         url = server.url
-    result = send("OrderNew", "{}", "--url", url)
+    result = send("OrderNew", json.dumps(ORDER["payload"]), "--url", url)
     assert result.returncode == 1
     assert "is `letsgo-worker serve` running" in result.stderr
 

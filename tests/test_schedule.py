@@ -683,7 +683,9 @@ def run_cli(capsys, expression, tz=None, after=None, count=None, as_json=False):
 def test_cli_prints_utc_instants(capsys):
     status, out, err = run_cli(capsys, "cron(0 10 * * ? *)", tz="Europe/Berlin", after="2026-11-27T12:00:00Z", count=2)
     assert status == 0 and err == ""
-    assert out == "2026-11-28T09:00:00Z\n2026-11-29T09:00:00Z\n"
+    # The UTC instant first (what scripts read), then the wall time in the schedule's zone.
+    assert out == ("2026-11-28T09:00:00Z  2026-11-28 10:00:00 CET (Europe/Berlin)\n"
+                   "2026-11-29T09:00:00Z  2026-11-29 10:00:00 CET (Europe/Berlin)\n")
 
 
 def test_cli_json(capsys):
@@ -749,7 +751,7 @@ def test_installed_command(tmp_path):
 def test_cli_zone_defaults_to_the_configured_one(capsys, monkeypatch):
     monkeypatch.setenv("LETSGO_WORKER_SCHEDULE_TIMEZONE", "Asia/Tokyo")  # UTC+9, no DST
     _, out, _ = run_cli(capsys, "cron(0 9 * * ? *)", after="2026-01-01T00:00:00Z", count=1)
-    assert out == "2026-01-02T00:00:00Z\n"
+    assert out == "2026-01-02T00:00:00Z  2026-01-02 09:00:00 JST (Asia/Tokyo)\n"
 
 
 def test_cli_empty_configured_zone_is_utc(capsys, monkeypatch):

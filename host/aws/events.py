@@ -192,6 +192,9 @@ def handle_event(event: Any, context: Any = None, *, worker: Worker | None = Non
 def _worker(worker: Worker | None) -> Worker:
     if worker is not None:
         return worker
+    from host.core.logs import log_startup
     from host.core.worker import get_worker
 
-    return get_worker()
+    worker = get_worker()
+    log_startup(worker)  # once per worker: the first invocation of an execution environment says what it runs
+    return worker

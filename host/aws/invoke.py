@@ -109,7 +109,8 @@ def cli_invoke(args: argparse.Namespace) -> int:
 
     # After importing the entry point, which sets up stdout logging inside a Lambda environment:
     # here standard output carries only the result.
-    configure_logging(Settings.from_env().log_level, stream=sys.stderr)
+    settings = Settings.from_env()
+    configure_logging(settings.log_level, stream=sys.stderr, log_format=settings.log_format)
     context = LambdaContext(args.timeout_ms)
     watchdog = _Watchdog(args.timeout_ms, context)
     watchdog.start()

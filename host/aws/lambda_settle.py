@@ -28,8 +28,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from host.aws.large_messages import delete_payloads, is_pointer
-from host.aws.sqs_calls import batch_call, queue_url_from_arn, send_to_dead_letter_queue
-from host.core.backoff import visibility_seconds
 from host.core.batch import record_group, record_receive_count
 from host.core.dispatch import Status
 
@@ -82,6 +80,7 @@ def settle_lambda_batch(worker: Worker, records: list[Any], outcomes: list[Outco
 def _dead_letter(settings: Settings, records: list[Any], outcomes: list[Outcome], rejected: list[int]) -> set[int]:
     """Send the ``rejected`` records to the dead-letter queue; return the indexes that got there."""
     from host.aws.clients import aws_client, region_from_queue_url
+    from host.aws.sqs_calls import send_to_dead_letter_queue
 
     dlq_url = settings.dlq_url
     assert dlq_url is not None
@@ -106,7 +105,10 @@ def _dead_letter(settings: Settings, records: list[Any], outcomes: list[Outcome]
 
 def _back_off(settings: Settings, records: list[Any], outcomes: list[Outcome], reported: list[int]) -> None:
     """``ChangeMessageVisibility`` for each reported record but a FIFO group's later ones; errors logged once."""
+    # Imported here: a batch where everything succeeded never needs them.
     from host.aws.clients import aws_client
+    from host.aws.sqs_calls import batch_call, queue_url_from_arn
+    from host.core.backoff import visibility_seconds
 
     blocked: set[str] = set()  # FIFO groups with a record that did not succeed before this one
     by_queue: dict[str, list[dict[str, Any]]] = {}

@@ -269,7 +269,7 @@ class SqsSource:
         whose handlers still run.
         """
         delay = max(0, min(SQS_MAX_VISIBILITY_SECONDS, math.ceil(seconds)))
-        return self._change_visibility([(record, delay) for record in records])
+        return len(self._change_visibility([(record, delay) for record in records]))
 
     # -- SQS calls -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from host.cli.common import EXIT_USAGE
 from host.errors import StartupError
 
 #: The command groups, each a module of this package with ``add_commands(commands)``, in ``--help`` order.
-COMMAND_GROUPS = ("serve", "send", "invoke", "plugins", "schedule", "schedules", "queue", "dlq", "keys", "dashboard")
+COMMAND_GROUPS = ("serve", "send", "invoke", "plugins", "schedule", "schedules", "queue", "dlq", "keys", "dashboard", "new")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="letsgo-worker",
         description="Run and inspect a letsgo-worker: SaaS background work on AWS Lambda + SQS and locally.",
+        epilog="Each command's --help says what it does, the environment variables it reads and examples.\n"
+               "examples:\n  letsgo-worker serve\n  letsgo-worker send OrderNew '{\"orderId\": \"o-1\", \"customerId\": \"c-1\"}'\n"
+               "  letsgo-worker new plugin acme-billing",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -30,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging() -> None:
-    """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL``; a bad level is a :class:`ConfigError` like any bad variable."""
-    from host.core.logs import configure_text_logging
+    """Log to stderr at ``LETSGO_WORKER_LOG_LEVEL`` in ``LETSGO_WORKER_LOG_FORMAT``; a bad value is a :class:`ConfigError`."""
+    from host.core.logs import configure_cli_logging
 
-    configure_text_logging(Settings.from_env().log_level)
+    settings = Settings.from_env()
+    configure_cli_logging(settings.log_level, settings.log_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,3 +18,26 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
         return getattr(importlib.import_module(module_name), function_name)(args)
 
     return run
+
+
+def command_help(description: str, *, env: tuple[str, ...] = (), examples: tuple[str, ...] = ()) -> dict:
+    """``add_parser`` keywords for a subcommand's ``--help``: its description, the variables it reads, examples.
+
+    Every subcommand passes them (``tests/test_cli_help.py`` checks), so ``--help``
+    always says what a command does, which environment variables it reads and how
+    to call it. ``env`` lists the variables with a few words each, e.g.
+    ``"LETSGO_WORKER_DB  the queue file"``; none means the command reads none.
+    """
+    variables = [f"  {line}" for line in env] or ["  none"]
+    epilog = [
+        "environment variables:", *variables,
+        "  (the environment wins over a .env file, or the file LETSGO_WORKER_ENV_FILE names)" if env else "",
+        "examples:", *(f"  {example}" for example in examples),
+    ]
+    import textwrap
+
+    return {
+        "description": textwrap.fill(description, 88),
+        "epilog": "\n".join(line for line in epilog if line),
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }

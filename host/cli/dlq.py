@@ -23,7 +23,16 @@ EXIT_DECLINED = 1
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
-    dlq = commands.add_parser("dlq", help="inspect and redrive the dead-letter queue (local or SQS)")
+    dlq = commands.add_parser(
+        "dlq", help="inspect and redrive the dead-letter queue (local or SQS)",
+        description="Inspect the dead-letter queue, local or SQS: list what is there and why, send messages back "
+                    "to the queue, or delete them.",
+        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
+               "  letsgo-worker dlq list\n"
+               "  letsgo-worker dlq redrive --all\n"
+               "  letsgo-worker dlq list --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
     dlq_list = dlq_commands.add_parser(
         "list", help="show dead-lettered messages with their reasons",

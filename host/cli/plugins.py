@@ -7,12 +7,26 @@ import json
 import sys
 from typing import Any
 
+from host.cli.common import command_help
 from host.config import Setting, Settings
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
-    plugins = commands.add_parser("plugins", help="list loaded plugins")
+    plugins = commands.add_parser(
+        "plugins", help="list loaded plugins",
+        **command_help(
+            "List the installed plugins: distribution, version, the hooks each implements, the message types "
+            "it registered and the settings it declared (a secret's value never shown). A plugin that failed "
+            "to load is listed too, NOT LOADED, with its error.",
+            env=("LETSGO_WORKER_PLUGINS  load only these plugins (comma list)",
+                 "LETSGO_WORKER_DISABLE_PLUGINS  never load these",
+                 "LETSGO_WORKER_STRICT_PLUGINS  a plugin that fails to import is an error",
+                 "each plugin's own settings (listed by `letsgo-worker plugins`)"),
+            examples=("letsgo-worker plugins", "letsgo-worker plugins --json",
+                      "letsgo-worker plugins --freeze   # in a Dockerfile, after installing the plugins"),
+        ),
+    )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.add_argument(
         "--freeze", metavar="FILE", nargs="?", const="",
@@ -21,7 +35,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     plugins.set_defaults(run=cli_plugins)
 
-    types = commands.add_parser("types", help="list registered message types")
+    types = commands.add_parser(
+        "types", help="list registered message types",
+        **command_help(
+            "List every message type the installed plugins register, with its plugin, description and the "
+            "fields of its payload (name, type, required or default). --json adds each payload's JSON Schema.",
+            env=("LETSGO_WORKER_PLUGINS  load only these plugins (comma list)",
+                 "LETSGO_WORKER_DISABLE_PLUGINS  never load these",
+                 "LETSGO_WORKER_STRICT_PLUGINS  a plugin that fails to import is an error",
+                 "each plugin's own settings (listed by `letsgo-worker plugins`)"),
+            examples=("letsgo-worker types", "letsgo-worker types --json"),
+        ),
+    )
     types.add_argument("--json", action="store_true", help="print JSON with each payload's JSON Schema")
     types.set_defaults(run=cli_types)
 
@@ -139,4 +164,36 @@ def cli_types(args: argparse.Namespace) -> int:
     width = max((len(row["type"]) for row in rows), default=0)
     for row in rows:
         print(f"{row['type']:<{width}}  {row['plugin']:<16}  {row['description']}")
+        print(f"  payload: {payload_summary(row['schema'])}")
     return 0
+
+
+def payload_summary(schema: dict[str, Any] | None) -> str:
+    """One line on a payload's JSON Schema: each field with its type, and ``?`` when it is optional.
+
+    ``orderId: string, customerId: string, note?: string | null``; "any JSON" when no model
+    was registered, "no fields" for a model without any.
+    """
+    if schema is None:
+        return "any JSON (no model)"
+    required = set(schema.get("required", ()))
+    fields = [
+        f"{name}{'' if name in required else '?'}: {_schema_type(prop)}"
+        for name, prop in (schema.get("properties") or {}).items()
+    ]
+    more = ", ..." if schema.get("additionalProperties") not in (None, False) else ""
+    return (", ".join(fields) or "no fields") + more
+
+
+def _schema_type(prop: dict[str, Any]) -> str:
+    """A field's type in a few words: ``string``, ``array of integer``, ``Tenant``, ``string | null``."""
+    if "$ref" in prop:
+        return prop["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in prop:
+        return " | ".join(_schema_type(option) for option in prop["anyOf"])
+    if "enum" in prop:
+        return " | ".join(json.dumps(value) for value in prop["enum"])
+    kind = prop.get("type", "any")
+    if kind == "array" and isinstance(prop.get("items"), dict):
+        return f"array of {_schema_type(prop['items'])}"
+    return kind if isinstance(kind, str) else " | ".join(kind)

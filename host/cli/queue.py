@@ -53,7 +53,14 @@ def _positive(text: str) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
-    queue = commands.add_parser("queue", help="counts and messages of the local queue or an SQS queue")
+    queue = commands.add_parser(
+        "queue", help="counts and messages of the local queue or an SQS queue",
+        description="Look at the queue, local or SQS: how many messages are in each state, and which ones.",
+        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
+               "  letsgo-worker queue stats\n"
+               "  letsgo-worker queue list --state dead_letter --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     queue_commands = queue.add_subparsers(dest="queue_command", metavar="SUBCOMMAND", required=True)
     stats = queue_commands.add_parser(
         "stats", help="how many messages are visible, in flight, delayed and dead-lettered",

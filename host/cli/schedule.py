@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import datetime, timezone
 
-from host.cli.common import lazy
+from host.cli.common import command_help, lazy
 
 #: How many fire times ``schedule next`` prints when ``--count`` is not given, and the most it prints.
 DEFAULT_COUNT = 5
@@ -16,9 +16,28 @@ MAX_COUNT = 10_000
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
-    schedule = commands.add_parser("schedule", help="schedule expressions")
+    schedule = commands.add_parser(
+        "schedule", help="schedule expressions",
+        **command_help(
+            "Work with schedule expressions, the language of LETSGO_WORKER_SCHEDULE and of EventBridge "
+            "Scheduler: rate(...), cron(...) and at(...).",
+            env=("LETSGO_WORKER_SCHEDULE_TIMEZONE  the zone when --tz is not given",),
+            examples=("letsgo-worker schedule next 'cron(0 9 ? * MON-FRI *)' --tz Europe/Paris",),
+        ),
+    )
     schedule_commands = schedule.add_subparsers(dest="schedule_command", metavar="SUBCOMMAND", required=True)
-    next_ = schedule_commands.add_parser("next", help="print the next fire instants of an expression, in UTC")
+    next_ = schedule_commands.add_parser(
+        "next", help="print the next fire instants of an expression, in UTC and in its zone",
+        **command_help(
+            "Print the next fire instants of a schedule expression as AWS computes them: one per line, in UTC "
+            "(ISO 8601) with the wall time in the schedule's zone beside it; --json prints a list of the UTC "
+            "instants. For rate(), --after is the schedule's start and its first fire.",
+            env=("LETSGO_WORKER_SCHEDULE_TIMEZONE  the zone when --tz is not given (default UTC)",),
+            examples=("letsgo-worker schedule next 'rate(1 hour)'",
+                      "letsgo-worker schedule next 'cron(0 9 ? * MON-FRI *)' --tz Europe/Paris --count 3",
+                      "letsgo-worker schedule next 'at(2026-03-29T02:30:00)' --tz Europe/Paris --json"),
+        ),
+    )
     next_.add_argument("expression", metavar="EXPR", help="rate(...), cron(...) or at(...)")
     next_.add_argument("--tz", default=None, help="IANA time zone (default LETSGO_WORKER_SCHEDULE_TIMEZONE or UTC)")
     next_.add_argument("--after", help="ISO-8601 instant to start after (for rate(): the schedule's start)")
@@ -30,7 +49,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def cli_schedule_next(args: argparse.Namespace) -> int:
     """Run ``letsgo-worker schedule next EXPR [--tz TZ] [--after ISO8601] [--count N] [--json]``.
 
-    Prints the next fire times in UTC ISO 8601, one per line (a JSON list with ``--json``). For
+    Prints the next fire times in UTC ISO 8601, one per line, with the wall time in the
+    schedule's zone beside each when it is not UTC (``--json``: a list of the UTC instants). For
     ``rate()``, ``--after`` is the schedule's start and is itself the first fire time. Without
     ``--tz`` the zone is ``LETSGO_WORKER_SCHEDULE_TIMEZONE``, else UTC.
 
@@ -65,14 +85,22 @@ def cli_schedule_next(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         print(json.dumps(lines))
     else:
-        for line in lines:
-            print(line)
+        for fire, line in zip(fires, lines):
+            print(f"{line}  {wall_time(fire, schedule.timezone)}" if schedule.timezone != "UTC" else line)
     if not fires:
         print(
             f"letsgo-worker schedule next: {schedule.describe()} fires no more after {format_instant(after)}",
             file=sys.stderr,
         )
     return 0
+
+
+def wall_time(instant: datetime, zone_name: str) -> str:
+    """``instant`` on the clocks of ``zone_name``: ``2026-11-28 10:00:00 CET (Europe/Berlin)``."""
+    from host.schedule.zones import lookup_zone
+
+    local = instant.astimezone(lookup_zone(zone_name))
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()} ({zone_name})"
 
 
 def _configured_timezone() -> str:

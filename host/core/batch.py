@@ -182,16 +182,19 @@ def _cancelled() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-def handler_timeout_seconds(settings: Any) -> float | None:
+def handler_timeout_seconds(settings: Any, message_lifetime: float | None = None) -> float | None:
     """How long one message's handler may run (``LETSGO_WORKER_HANDLER_TIMEOUT``); None: no limit.
 
-    Unset, it is the visibility timeout less 10%: the message then fails, and is
-    retried, before SQS would make it visible again anyway, so its batch settles
-    in time and its healthy batch-mates are not delivered again.
+    Unset, it is 90% of how long a received message stays invisible: the
+    visibility timeout, or ``message_lifetime`` where the source keeps running
+    messages invisible longer (the heartbeat of ``serve``, up to
+    ``LETSGO_WORKER_MAX_VISIBILITY_EXTENSION``). The message then fails, and is
+    retried, before it would be visible again anyway, so its batch settles in
+    time and its healthy batch-mates are not delivered again.
     """
     timeout = settings.handler_timeout
     if timeout is None:
-        timeout = settings.visibility_timeout * 0.9
+        timeout = (message_lifetime or settings.visibility_timeout) * 0.9
     return timeout if timeout > 0 else None
 
 
@@ -200,7 +203,7 @@ class _Batch:
 
     def __init__(
         self, worker: Worker, records: list[Any], lambda_context: Any, deadline: Deadline,
-        on_outcome: OutcomeCallback | None = None,
+        on_outcome: OutcomeCallback | None = None, message_lifetime: float | None = None,
     ) -> None:
         self.worker = worker
         self.records = records
@@ -208,7 +211,7 @@ class _Batch:
         self.deadline = deadline
         self.on_outcome = on_outcome
         self.outcomes: list[Outcome | None] = [None] * len(records)
-        self.handler_timeout = handler_timeout_seconds(worker.settings)
+        self.handler_timeout = handler_timeout_seconds(worker.settings, message_lifetime)
         self.started: dict[int, float] = {}
         # Looked up once per batch: with no implementation, a message pays one test of an empty list.
         self.done_hooks = worker.pm.hook.letsgo_message_done.get_hookimpls()
@@ -322,6 +325,7 @@ class _Batch:
 async def process_records(
     worker: Worker, records: list[Any], lambda_context: Any = None, *, margin_ms: float | None = None,
     on_outcome: OutcomeCallback | None = None, max_receive_count: int | None = None,
+    message_lifetime: float | None = None,
 ) -> list[Outcome]:
     """Dispatch every record (FIFO groups in order, the rest concurrently); outcomes in record order.
 
@@ -332,11 +336,13 @@ async def process_records(
     that cannot run are known when the one before them fails; those the deadline
     stopped, at the end). An exception it raises is logged and changes nothing.
     ``max_receive_count`` is the source's: a record that failed on that receive
-    notifies (:mod:`host.core.final_failure`).
+    notifies (:mod:`host.core.final_failure`). ``message_lifetime`` is how long
+    the source keeps a running message invisible, when longer than the
+    visibility timeout (see :func:`handler_timeout_seconds`).
     """
     began = time.perf_counter()
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
-    batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin), on_outcome)
+    batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin), on_outcome, message_lifetime)
     chains = batch.chains()
     fifo_groups = sum(1 for group, _ in chains if group is not None)
     # One task per chain: each record (or FIFO group) runs in a context of its own, so context
@@ -403,6 +409,8 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
             log_fields(logger, logging.DEBUG, f"message {outcome.message_id} ({outcome.type}) succeeded", **fields)
             continue
         handler_error = outcome.error if outcome.status is Status.FAILED else None
+        if handler_error is not None and (fields["receive_count"] or 1) > 1:
+            handler_error = None  # its traceback was logged at its first receive: a retry's failure is one line
         log_fields(
             logger, logging.ERROR if handler_error is not None or not outcome.message_id else logging.WARNING,
             f"message {outcome.message_id or '#' + str(index)} ({outcome.type or 'unknown type'}) "
@@ -421,16 +429,17 @@ def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: 
 
 def process_sqs_event(
     worker: Worker, event: dict[str, Any], lambda_context: Any = None, *, on_outcome: OutcomeCallback | None = None,
-    max_receive_count: int | None = None,
+    max_receive_count: int | None = None, message_lifetime: float | None = None,
 ) -> BatchResult:
     """Process an SQS event (``{"Records": [...]}``) and return its :class:`BatchResult`.
 
     Never raises for a bad record or a failing handler: every record gets an
-    outcome, in record order. ``on_outcome`` and ``max_receive_count`` are as for :func:`process_records`.
+    outcome, in record order. The keyword arguments are as for :func:`process_records`.
     """
     records = event.get("Records")
     if not isinstance(records, list):
         raise TypeError(f"an SQS event has a \"Records\" list, got {type(records).__name__}")
     return BatchResult(run(process_records(
         worker, records, lambda_context, on_outcome=on_outcome, max_receive_count=max_receive_count,
+        message_lifetime=message_lifetime,
     )))

@@ -168,6 +168,11 @@ def load_entry_point_plugins(
         loaded.append(PluginInfo(ep.name, distribution, version, module, builtin))
     for name in sorted((settings.plugins or frozenset()) - set(seen)):
         problems.append(PluginProblem(name, None, f"LETSGO_WORKER_PLUGINS names {name!r}, but no installed plugin has that name"))
+    for name in sorted(settings.disable_plugins - set(seen)):
+        # A typo here would leave running the very plugin someone meant to block: say so, as above.
+        problems.append(PluginProblem(
+            name, None, f"LETSGO_WORKER_DISABLE_PLUGINS names {name!r}, but no installed plugin has that name",
+        ))
     return loaded, problems
 
 

@@ -33,6 +33,7 @@ from host.core.schedules import schedule_name
 if TYPE_CHECKING:
     import pluggy
 
+    from host.core.schedules import NamedSchedule
     from host.core.worker import Worker
 
 logger = logging.getLogger("letsgo.scheduled")
@@ -69,7 +70,7 @@ async def _call(worker: Worker, plugin: str, function: Callable[..., Any], event
         fields["schedule"] = schedule
     ctx = Context(worker, logging.LoggerAdapter(logging.getLogger(f"letsgo.plugin.{plugin}"), fields), lambda_context)
     try:
-        if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(getattr(function, "__call__", None)):
+        if inspect.iscoroutinefunction(function):  # the callers below keep a handler's kind
             await function(event=event, ctx=ctx)
             return
         result = await asyncio.get_running_loop().run_in_executor(
@@ -91,9 +92,10 @@ def _hook_caller(impl: pluggy.HookImpl) -> Callable[..., Any]:
     return lambda **kwargs: call_impl(impl, **kwargs)
 
 
-def _named_caller(handler: Callable[..., Any]) -> Callable[..., Any]:
+def _named_caller(named: NamedSchedule) -> Callable[..., Any]:
     """A named schedule's handler, called positionally as ``handler(event, ctx)``."""
-    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(getattr(handler, "__call__", None)):
+    handler = named.handler
+    if named.is_async:
         async def call_async(event: Any, ctx: Context) -> Any:
             return await handler(event, ctx)
 
@@ -123,7 +125,7 @@ async def run_scheduled_async(worker: Worker, event: Any, lambda_context: Any = 
                 f"scheduled tick {tick_id or '(no id)'} names schedule {name!r}, which no loaded plugin registered"
                 f" (registered: {known}); install or enable the plugin that registers it, or delete the schedule"
             )
-        calls = [(named.plugin, _named_caller(named.handler))]
+        calls = [(named.plugin, _named_caller(named))]
         what = f"schedule {name!r}"
     deadline = Deadline(lambda_context, worker.settings.deadline_margin_ms)
     tasks = {

@@ -69,8 +69,8 @@ class LocalApp:
         self.enqueue = enqueue
         self.health = health or (lambda: {"status": "ok"})
         self.intake_note = intake_note
-        self.ops: OpsWeb | None = None
         self.probes = {"/healthz": lambda: self.health(), **(probes or {})}
+        self.ops: OpsWeb | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":

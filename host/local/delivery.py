@@ -403,6 +403,7 @@ class Delivery:
                 outcomes = process_sqs_event(
                     self.worker, {"Records": records}, on_outcome=on_outcome,
                     max_receive_count=getattr(self.source, "max_receive_count", None),  # its last receive notifies
+                    message_lifetime=self.batch_lifetime,  # with the heartbeat, a handler may run past the timeout
                 ).outcomes
             except BaseException as error:  # the thread must settle its batch and live on, whatever was raised
                 logger.exception("the batch processor failed; every message of the batch not yet settled is retried")

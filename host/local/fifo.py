@@ -19,7 +19,8 @@ Messages without a group are delivered as from a standard queue, beside the grou
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from host.local.schema import EVENT_SOURCE_ARN
@@ -84,6 +85,12 @@ def insert_rows(connection: sqlite3.Connection, rows: Sequence[Row], now: float)
     return ids
 
 
+def inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
+    """A write that stores ``rows`` (:class:`Row` fields, as tuples), sent now, and returns their ids."""
+    now, checked = time.time(), [Row(*row) for row in rows]
+    return lambda connection: insert_rows(connection, checked, now)
+
+
 def claimable(connection: sqlite3.Connection, columns: str, now: float, limit: int, group_limit: int) -> list[tuple]:
     """Rows (``columns``) a receive may claim now, in send order, at most ``limit``.
 
@@ -99,15 +106,25 @@ def claimable(connection: sqlite3.Connection, columns: str, now: float, limit: i
     ).fetchall()
     if not connection.execute("SELECT 1 FROM messages WHERE group_id IS NOT NULL LIMIT 1").fetchone():
         return rows
-    grouped = connection.execute(
-        f"SELECT {columns} FROM ("
-        f" SELECT {columns}, ROW_NUMBER() OVER run AS position,"
-        "  SUM(visible_at > ? OR suspect = 1) OVER run AS blocked"
-        "  FROM messages WHERE group_id IS NOT NULL"
-        "  WINDOW run AS (PARTITION BY group_id ORDER BY seq ROWS UNBOUNDED PRECEDING))"
-        " WHERE blocked = 0 AND position <= ? ORDER BY seq LIMIT ?",
-        (now, group_limit, limit),
+    # Each group's first message (an index-only scan of messages_by_group), where it may be claimed now...
+    heads = connection.execute(
+        "SELECT first.group_id, first.seq FROM"
+        " (SELECT group_id, MIN(seq) AS seq FROM messages WHERE group_id IS NOT NULL GROUP BY group_id) AS first"
+        " JOIN messages ON messages.seq = first.seq WHERE messages.visible_at <= ? AND messages.suspect = 0"
+        " ORDER BY first.seq LIMIT ?",
+        (now, limit),
     ).fetchall()
+    grouped = []
+    for group_id, head in heads:
+        # ...then the group's next ones, while each may be claimed too.
+        run = connection.execute(
+            f"SELECT {columns}, visible_at, suspect FROM messages WHERE group_id = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (group_id, head, group_limit),
+        ).fetchall()
+        for *row, visible_at, suspect in run:
+            if visible_at > now or suspect:
+                break
+            grouped.append(tuple(row))
     # Both lists are in seq order (the first column); a group cut short here just waits for the next receive.
     return sorted(rows + grouped, key=lambda row: row[0])[:limit]
 

@@ -21,10 +21,9 @@ import threading
 import time
 from typing import Any
 
-logger = logging.getLogger("letsgo.heartbeat")
+from host.core.backoff import SQS_MAX_VISIBILITY_SECONDS  # SQS refuses more than 12 hours after the receive
 
-#: SQS takes whole seconds and refuses more than 12 hours after the receive.
-SQS_MAX_VISIBILITY_SECONDS = 43200
+logger = logging.getLogger("letsgo.heartbeat")
 
 
 class Heartbeat:

@@ -110,12 +110,12 @@ def run_delivery_process(settings: Settings, claimer: str, server_pid: int) -> N
     It stops on SIGTERM or SIGINT, and when the server that started it is gone
     (killed with ``kill -9``, the process is adopted by another parent).
     """
-    from host.core.logs import configure_text_logging
+    from host.core.logs import configure_cli_logging
     from host.core.worker import Worker, set_worker
     from host.local.delivery import Delivery
     from host.local.queue import LocalQueue
 
-    configure_text_logging(settings.log_level)
+    configure_cli_logging(settings.log_level, settings.log_format)
     stop = threading.Event()
 
     def on_signal(number: int, frame: Any) -> None:

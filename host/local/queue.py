@@ -45,9 +45,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from host.errors import QueueError
 from host.local.dead_letters import claim_reason, move_to_dead_letters, redrive_rows
-from host.local.fifo import Row, add_fifo_attributes, claimable, insert_rows
+from host.local.fifo import Row, add_fifo_attributes, claimable, inserter
 from host.local.file_guard import FileGuard, write_hint
-from host.local.schema import DeadLetter, prepare, sqs_record
+from host.local.schema import DeadLetter, prepare, save_tick, sqs_record
 from host.local.settlement import apply_decisions, decide, log_settled, receipt_seq
 from host.local.writer import Writer
 from host.services.enqueue import MAX_LOCAL_BODY_BYTES, check_delay
@@ -81,8 +81,7 @@ class LocalQueue:
     out at most ``group_batch_limit`` messages of one group (one batch).
     """
 
-    #: Bodies are stored inline, so ``ctx.enqueue`` under ``serve`` takes one SQS would carry through S3.
-    max_body_bytes = MAX_LOCAL_BODY_BYTES
+    max_body_bytes = MAX_LOCAL_BODY_BYTES  #: bodies are inline: ``ctx.enqueue`` takes what SQS carries through S3
 
     def __init__(
         self,
@@ -143,9 +142,7 @@ class LocalQueue:
     # -- connections -----------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS
-        )
+        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=LOCK_WAIT_SECONDS)
         if sys.platform == "darwin":
             # macOS's fsync does not reach the disk's platter or flash; F_FULLFSYNC does.
             connection.execute("PRAGMA fullfsync=ON")
@@ -219,7 +216,7 @@ class LocalQueue:
 
         A row whose deduplication id was sent in the last 5 minutes is not stored; its id is the first message's.
         """
-        return self._writer.submit(_inserter(rows), durable=True).result()
+        return self._writer.submit(inserter(rows), durable=True).result()
 
     async def store(self, messages: Iterable[tuple], delay_seconds: float = 0) -> list[str]:
         """:meth:`enqueue_many` for a coroutine: the event loop goes on while the messages reach the disk.
@@ -230,7 +227,7 @@ class LocalQueue:
         load many requests share one flush.
         """
         rows = [(message_id or str(uuid.uuid4()), body, delay_seconds, *fifo) for message_id, body, *fifo in messages]
-        return await self._writer.write(_inserter(rows), durable=True)
+        return await self._writer.write(inserter(rows), durable=True)
 
     # -- receiving -------------------------------------------------------------
 
@@ -429,13 +426,5 @@ class LocalQueue:
         return {"visible": visible, "in_flight": in_flight, "waiting": waiting, "dead_letters": dead}
 
     def record_tick(self, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
-        """Keep the last tick of schedule ``name`` ("": ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
-        self._write(lambda connection: connection.execute(
-            "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
-            (name, fired_at, outcome, detail)))
-
-
-def _inserter(rows: Sequence[tuple]) -> Callable[[sqlite3.Connection], list[str]]:
-    now, rows = time.time(), [Row(*row) for row in rows]
-    return lambda connection: insert_rows(connection, rows, now)
-
+        """Keep the last tick of schedule ``name`` ("" is ``LETSGO_WORKER_SCHEDULE``) in the ``ticks`` table."""
+        self._write(lambda connection: save_tick(connection, name, fired_at, outcome, detail))

@@ -290,7 +290,7 @@ class Runtime:
             return self.queue
         from host.services.enqueue import SqsEnqueuer
 
-        return SqsEnqueuer(settings.queue_url or self.sqs_queue_url, settings.aws_region)
+        return SqsEnqueuer(settings.queue_url or self.sqs_queue_url, settings.aws_region, settings.large_message_bucket)
 
     def _start_worker(self, settings: Settings):
         from host.core.plugins import report_problems
@@ -302,6 +302,9 @@ class Runtime:
         worker.enqueuer = self._enqueuer(settings)
         worker.start()
         report_problems(worker.problems)
+        from host.core.logs import log_startup
+
+        log_startup(worker)
         # This is the process's worker: code calling get_worker() (lambda_entry.handler) gets this one.
         set_worker(worker)
         return worker

@@ -109,6 +109,14 @@ def prepare(connection: sqlite3.Connection, path: str) -> None:
     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
+def save_tick(connection: sqlite3.Connection, name: str, fired_at: float, outcome: str, detail: str | None) -> None:
+    """Replace the ``ticks`` row of schedule ``name`` with this tick's instant, outcome and detail."""
+    connection.execute(
+        "INSERT OR REPLACE INTO ticks (name, fired_at, outcome, detail) VALUES (?, ?, ?, ?)",
+        (name, fired_at, outcome, detail),
+    )
+
+
 def iso_time(epoch: float | None) -> str | None:
     """``epoch`` seconds as an ISO-8601 UTC instant to the millisecond (``...Z``), or None."""
     if epoch is None:

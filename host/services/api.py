@@ -93,8 +93,17 @@ def key_id(public_key: Any) -> str:
     return hashlib.sha256(public_key_pem(public_key)).hexdigest()[:16]
 
 
+#: Where ``letsgo-worker keygen`` writes the private key, relative to the working directory; read when
+#: neither LETSGO_PKI_PRIVATE_KEY nor LETSGO_PKI_PRIVATE_KEY_FILE is set.
+DEFAULT_KEY_FILE = os.path.join(".letsgo", "worker-key.pem")
+
+
 def _read_private_key_text(settings: Settings) -> tuple[str, bytes]:
-    """The PEM text of the private key and the name of the variable it came from."""
+    """The PEM text of the private key and the name of the variable (or file) it came from.
+
+    ``LETSGO_PKI_PRIVATE_KEY``, else ``LETSGO_PKI_PRIVATE_KEY_FILE``, else
+    :data:`DEFAULT_KEY_FILE` when it exists.
+    """
     if settings.pki_private_key and settings.pki_private_key_file:
         raise AccessTokenError(
             "both LETSGO_PKI_PRIVATE_KEY and LETSGO_PKI_PRIVATE_KEY_FILE are set: set only one of them"
@@ -114,9 +123,14 @@ def _read_private_key_text(settings: Settings) -> tuple[str, bytes]:
             raise AccessTokenError(
                 f"LETSGO_PKI_PRIVATE_KEY_FILE={path!r} cannot be read: {error.strerror or error}"
             ) from None
+    if os.path.isfile(DEFAULT_KEY_FILE):
+        # Where `letsgo-worker keygen` writes the key by default: it works at once, with no variable to set.
+        with open(DEFAULT_KEY_FILE, "rb") as file:
+            return f"{DEFAULT_KEY_FILE} (keygen's default path)", file.read()
     raise AccessTokenError(
         "no private key for the worker's access tokens: set LETSGO_PKI_PRIVATE_KEY to a PEM private key "
-        "or LETSGO_PKI_PRIVATE_KEY_FILE to a file holding one (`letsgo-worker keygen` writes a new key pair)"
+        f"or LETSGO_PKI_PRIVATE_KEY_FILE to a file holding one (`letsgo-worker keygen` writes a new key pair "
+        f"to {DEFAULT_KEY_FILE}, which is then read without either)"
     )
 
 

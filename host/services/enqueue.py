@@ -344,12 +344,34 @@ def _usage_error(text: str) -> int:
     return 2
 
 
+def check_against_registry(body: str) -> str | None:
+    """Why the worker would reject ``body``, judged by the plugins installed here; None when it would take it.
+
+    The same check as a delivery's (:func:`host.core.dispatch.resolve`): the type must be
+    registered and the payload valid for its model. Plugins that fail to load are reported on stderr.
+    """
+    from host.core.dispatch import Rejected, parse_body, resolve
+    from host.core.plugins import report_problems
+    from host.core.worker import get_worker
+
+    worker = get_worker()
+    report_problems(worker.problems)
+    try:
+        resolve(worker, parse_body(body))
+    except Rejected as rejection:
+        return rejection.reason
+    return None
+
+
 def cli_send(args: argparse.Namespace) -> int:
-    """``letsgo-worker send TYPE [PAYLOAD_JSON | --file F] [--delay N] [--group G] [--dedup-id D] [--url URL | --sqs QUEUE_URL]``.
+    """``letsgo-worker send TYPE PAYLOAD_JSON|--file F [--delay N] [--group G] [--dedup-id D] [--url URL | --sqs QUEUE_URL] [--no-check]``.
 
     Posts to the local server (``--url``, else ``LETSGO_LOCAL_QUEUE_URL``, else
     http://127.0.0.1:3002) or, with ``--sqs``, sends to that SQS queue. Prints
     the message id (for a duplicate deduplication id, the first message's).
+    Unless ``--no-check``, the type and payload are first checked against the
+    installed plugins (:func:`check_against_registry`): exit 2 when the worker
+    would reject the message.
     """
     if args.payload is not None and args.file:
         return _usage_error("give the payload as an argument or with --file, not both")
@@ -361,8 +383,11 @@ def cli_send(args: argparse.Namespace) -> int:
             return _usage_error(f"cannot read {args.file}: {error.strerror or error}")
     else:
         text, source = args.payload, "PAYLOAD"
+    if text is None:
+        # Sending null by accident fails on the worker, far from here: ask for it to be written.
+        return _usage_error("no payload: give it as JSON after the type, or with --file (write null to send none)")
     try:
-        payload = None if text is None else json.loads(text)
+        payload = json.loads(text)
     except ValueError as error:
         return _usage_error(f"{source} is not valid JSON: {error}")
     sqs_url = getattr(args, "sqs", None)
@@ -379,12 +404,18 @@ def cli_send(args: argparse.Namespace) -> int:
         bucket = settings.large_message_bucket if settings else None
         body = message_body({"type": args.type, "payload": payload}, MAX_LARGE_MESSAGE_BYTES if bucket else MAX_MESSAGE_BYTES)
         delay = check_delay(args.delay)
-        if settings is not None:
-            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, bucket=bucket, **fifo)
-        else:
+        url = None
+        if settings is None:
             url = args.url or Settings.from_env().local_queue_url or DEFAULT_LOCAL_URL
             if not url.startswith(("http://", "https://")):
                 return _usage_error(f"--url {url!r} is not an http:// or https:// URL")
+        # Last, as it loads the plugins: what the worker would reject is refused here, where it was typed.
+        refused = None if getattr(args, "no_check", False) else check_against_registry(body)
+        if refused:
+            return _usage_error(f"{refused} (nothing was sent; --no-check sends it anyway)")
+        if settings is not None:
+            message_id = send_sqs(sqs_url, body, delay, region=settings.aws_region, bucket=bucket, **fifo)
+        else:
             message_id = post_local(url, body, delay, **fifo)
     except InvalidMessageError as error:
         return _usage_error(str(error))

@@ -107,6 +107,7 @@ def test_hanging_handler_is_bounded_by_the_visibility_timeout_and_redelivered(tm
         REL_LEDGER=ledger,
         REL_HANG_SECONDS="600",
         LETSGO_WORKER_VISIBILITY_TIMEOUT="2",
+        LETSGO_WORKER_MAX_VISIBILITY_EXTENSION="0",  # no heartbeat: the visibility timeout is the bound
         LETSGO_WORKER_CONCURRENCY="2",
         LETSGO_WORKER_BATCH_SIZE="1",
     )

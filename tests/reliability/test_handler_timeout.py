@@ -198,7 +198,8 @@ def test_serve_settles_a_batch_with_a_hung_handler_and_keeps_running_sync_messag
     ledger = str(tmp_path / "ledger")
     env = server_env(
         str(root), LETSGO_WORKER_PLUGINS="reltimeout", REL_LEDGER=ledger,
-        LETSGO_WORKER_VISIBILITY_TIMEOUT="3",  # no LETSGO_WORKER_HANDLER_TIMEOUT: the default, 2.7 s
+        # No LETSGO_WORKER_HANDLER_TIMEOUT: the default, 90% of the visibility timeout with the heartbeat off.
+        LETSGO_WORKER_VISIBILITY_TIMEOUT="3", LETSGO_WORKER_MAX_VISIBILITY_EXTENSION="0",
         LETSGO_WORKER_THREADS="2", LETSGO_WORKER_MAX_RECEIVE_COUNT="2",
         LETSGO_WORKER_BACKOFF_BASE_SECONDS="0.1", LETSGO_WORKER_BACKOFF_MAX_SECONDS="0.2",
     )

@@ -104,7 +104,8 @@ def test_a_message_id_that_is_not_valid_unicode_is_the_clients_mistake(tmp_path)
 
 def test_control_characters_in_a_message_id_are_escaped_by_dlq_list(tmp_path):
     db = tmp_path / "queue.db"
-    server = Server(db, tmp_path / "server.log", server_env()).start()
+    # Text lines, as on a terminal (the log is a file, which gets JSON, where json.dumps escapes them).
+    server = Server(db, tmp_path / "server.log", server_env(LETSGO_WORKER_LOG_FORMAT="text")).start()
     forged = "m-1\n2026-12-01 INFO forged line \x1b[31mred"
     try:
         record = {"messageId": forged, "body": json.dumps({"type": "no:such:type", "payload": {}})}
