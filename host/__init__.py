@@ -32,6 +32,7 @@ from host.core.registry import Message
 from host.errors import ConfigError, NotificationError, RegistrationError, StartupError, WorkerError
 
 if TYPE_CHECKING:
+    from host.core.dispatch import Outcome, Status
     from host.core.notify import Notification
     from host.core.worker import Worker
     from host.local.routes import Request, Response
@@ -60,6 +61,8 @@ _LAZY = {
     "IdempotencyStore": ("host.services.idempotency", "IdempotencyStore"),
     "InvalidMessageError": ("host.services.enqueue", "InvalidMessageError"),
     "Notification": ("host.core.notify", "Notification"),
+    "Outcome": ("host.core.dispatch", "Outcome"),
+    "Status": ("host.core.dispatch", "Status"),
     "Request": ("host.local.routes", "Request"),
     "Response": ("host.local.routes", "Response"),
     "Worker": ("host.core.worker", "Worker"),
@@ -89,6 +92,7 @@ __all__ = [
     "MessageContext",
     "Notification",
     "NotificationError",
+    "Outcome",
     "RegisterSetting",
     "RegistrationError",
     "Request",
@@ -96,6 +100,7 @@ __all__ = [
     "Setting",
     "Settings",
     "StartupError",
+    "Status",
     "Worker",
     "WorkerError",
     "__version__",

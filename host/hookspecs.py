@@ -160,7 +160,7 @@ def letsgo_message_done(outcome: Outcome, ctx: MessageContext) -> None:
     as the outcome is known, in Lambda and in the local runtime alike, before the
     message is settled. The host's own ``GET /metrics`` counts through it.
 
-    :param outcome: A :class:`host.core.dispatch.Outcome`: ``status`` (a
+    :param outcome: A :class:`host.Outcome`: ``status`` (a
         string enum, ``succeeded``, ``failed`` or ``rejected``: test it with
         ``outcome.status == "failed"``), ``message_id``, ``type`` and ``plugin``
         (None when unknown), ``reason`` (why it failed or was rejected),

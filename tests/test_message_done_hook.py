@@ -186,3 +186,11 @@ def test_a_worker_without_implementations_has_none_to_call(make_worker):
     assert worker.pm.hook.letsgo_message_done.get_hookimpls() == []
     assert run_batch(worker, {"type": "ok", "payload": {}}).outcomes[0].ok
     assert not worker.settings.metrics  # and so no EMF line either
+
+
+def test_outcome_and_status_are_part_of_the_public_api():
+    import host
+    from host.core.dispatch import Outcome, Status
+
+    assert host.Outcome is Outcome and host.Status is Status
+    assert {"Outcome", "Status"} <= set(host.__all__)
