@@ -10,8 +10,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from host.cli.common import EXIT_USAGE, lazy
-from host.cli.queue import ENVIRONMENT_HELP, add_source_arguments
+from host.cli.common import EXIT_USAGE, command_help, lazy
+from host.cli.queue import SOURCE_ENVIRONMENT, add_source_arguments
 from host.errors import QueueError, StartupError
 
 if TYPE_CHECKING:
@@ -25,48 +25,60 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
     dlq = commands.add_parser(
         "dlq", help="inspect and redrive the dead-letter queue (local or SQS)",
-        description="Inspect the dead-letter queue, local or SQS: list what is there and why, send messages back "
-                    "to the queue, or delete them.",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker dlq list\n"
-               "  letsgo-worker dlq redrive --all\n"
-               "  letsgo-worker dlq list --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Inspect the dead-letter queue, local or SQS: list what is there and why, send messages back "
+            "to the queue, or delete them.",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker dlq list",
+                "letsgo-worker dlq redrive --all",
+                "letsgo-worker dlq list --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+            ),
+        ),
     )
     dlq_commands = dlq.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND", required=True)
     dlq_list = dlq_commands.add_parser(
         "list", help="show dead-lettered messages with their reasons",
-        description="Show each dead-lettered message: its id, receive count, reason, last error and body. "
-                    "Works on a read-only queue file or folder. With --sqs, SQS has no peek: a look receives "
-                    "each message, which adds one to its receive count.",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker dlq list\n"
-               "  letsgo-worker dlq list --json --db /var/lib/letsgo/worker.db\n"
-               "  letsgo-worker dlq list --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Show each dead-lettered message: its id, receive count, reason, last error and body. "
+            "Works on a read-only queue file or folder. With --sqs, SQS has no peek: a look receives "
+            "each message, which adds one to its receive count.",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker dlq list",
+                "letsgo-worker dlq list --json --db /var/lib/letsgo/worker.db",
+                "letsgo-worker dlq list --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+            ),
+        ),
     )
     dlq_list.add_argument("--json", action="store_true", help="print a JSON list")
     redrive = dlq_commands.add_parser(
         "redrive", help="move messages back to the queue",
-        description="Move dead-lettered messages back to the queue, where they are delivered again with a fresh "
-                    "receive count. Name their ids, or pass --all. With --sqs, --all starts an SQS message-move "
-                    "task (or moves them one by one where the endpoint has none).",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker dlq redrive 3f1c0e2a-...\n"
-               "  letsgo-worker dlq redrive --all\n"
-               "  letsgo-worker dlq redrive --all --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Move dead-lettered messages back to the queue, where they are delivered again with a fresh "
+            "receive count. Name their ids, or pass --all. With --sqs, --all starts an SQS message-move "
+            "task (or moves them one by one where the endpoint has none).",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker dlq redrive 3f1c0e2a-...",
+                "letsgo-worker dlq redrive --all",
+                "letsgo-worker dlq redrive --all --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+            ),
+        ),
     )
     redrive.add_argument("ids", nargs="*", metavar="ID", help="message ids")
     redrive.add_argument("--all", action="store_true", help="every dead-lettered message")
     purge = dlq_commands.add_parser(
         "purge", help="delete every dead-lettered message",
-        description="Delete every dead-lettered message, for good. Asks for confirmation on a terminal; "
-                    "elsewhere (a script, a pipe) it needs --yes.",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker dlq purge\n"
-               "  letsgo-worker dlq purge --yes --db /var/lib/letsgo/worker.db",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Delete every dead-lettered message, for good. Asks for confirmation on a terminal; "
+            "elsewhere (a script, a pipe) it needs --yes.",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker dlq purge",
+                "letsgo-worker dlq purge --yes --db /var/lib/letsgo/worker.db",
+            ),
+        ),
     )
     purge.add_argument("--yes", action="store_true", help="purge without asking")
     for sub in (dlq_list, redrive, purge):
@@ -115,7 +127,7 @@ def _purge(inspector: Inspector, confirmed: bool) -> int:
     if not confirmed:
         count = inspector.stats().dead_letter
         sys.stderr.write(f"Delete the {count} dead-lettered message{'s' * (count != 1)} of {inspector.name}"
-                         " for good? [y/N] ")
+            " for good? [y/N] ")
         sys.stderr.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):

@@ -11,16 +11,15 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from host.cli.common import lazy
+from host.cli.common import command_help, lazy
 
 if TYPE_CHECKING:
     from host.ops.inspector import Inspector
 
 #: What the ``--db``/``--sqs`` commands read from the environment, for their ``--help``.
-ENVIRONMENT_HELP = (
-    "environment:\n"
-    "  LETSGO_WORKER_DB       the local queue file when --db is not given (default .letsgo/worker.db)\n"
-    "  AWS_REGION, AWS_ENDPOINT_URL and the AWS credentials variables, with --sqs\n"
+SOURCE_ENVIRONMENT = (
+    "LETSGO_WORKER_DB  the local queue file when --db is not given (default .letsgo/worker.db)",
+    "AWS_REGION, AWS_ENDPOINT_URL and the AWS credentials variables, with --sqs",
 )
 
 _STATES = ("visible", "delayed", "in_flight", "dead_letter")
@@ -55,34 +54,43 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
     queue = commands.add_parser(
         "queue", help="counts and messages of the local queue or an SQS queue",
-        description="Look at the queue, local or SQS: how many messages are in each state, and which ones.",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker queue stats\n"
-               "  letsgo-worker queue list --state dead_letter --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Look at the queue, local or SQS: how many messages are in each state, and which ones.",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker queue stats",
+                "letsgo-worker queue list --state dead_letter --json",
+            ),
+        ),
     )
     queue_commands = queue.add_subparsers(dest="queue_command", metavar="SUBCOMMAND", required=True)
     stats = queue_commands.add_parser(
         "stats", help="how many messages are visible, in flight, delayed and dead-lettered",
-        description="Count the messages of the queue in each state, and the age of the oldest waiting one. "
-                    "For SQS the counts are its approximate-number attributes.",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker queue stats\n"
-               "  letsgo-worker queue stats --json --db /var/lib/letsgo/worker.db\n"
-               "  letsgo-worker queue stats --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Count the messages of the queue in each state, and the age of the oldest waiting one. "
+            "For SQS the counts are its approximate-number attributes.",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker queue stats",
+                "letsgo-worker queue stats --json --db /var/lib/letsgo/worker.db",
+                "letsgo-worker queue stats --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+            ),
+        ),
     )
     stats.add_argument("--json", action="store_true", help="print one JSON object")
     listing = queue_commands.add_parser(
         "list", help="show messages in one state, oldest first",
-        description="List the messages in one state (visible, delayed, in_flight or dead_letter), oldest first, "
-                    "with their receive counts and bodies. Works on a read-only queue file. For SQS only the "
-                    "dead letters can be looked at, and a look counts as a receive (SQS has no peek).",
-        epilog=ENVIRONMENT_HELP + "\nexamples:\n"
-               "  letsgo-worker queue list\n"
-               "  letsgo-worker queue list --state delayed --type OrderNew --limit 10\n"
-               "  letsgo-worker queue list --state in_flight --json | jq '.[].id'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "List the messages in one state (visible, delayed, in_flight or dead_letter), oldest first, "
+            "with their receive counts and bodies. Works on a read-only queue file. For SQS only the "
+            "dead letters can be looked at, and a look counts as a receive (SQS has no peek).",
+            env=SOURCE_ENVIRONMENT,
+            examples=(
+                "letsgo-worker queue list",
+                "letsgo-worker queue list --state delayed --type OrderNew --limit 10",
+                "letsgo-worker queue list --state in_flight --json | jq '.[].id'",
+            ),
+        ),
     )
     listing.add_argument("--state", type=_state, default="visible", help="visible (default), delayed, in_flight or dead_letter")
     listing.add_argument("--type", metavar="T", help="only messages of this type")
@@ -162,8 +170,8 @@ def _list(inspector: Inspector, args: argparse.Namespace) -> int:
 
     if not inspector.can_peek and args.state != "dead_letter":
         raise StartupError(f"{inspector.name} is an SQS queue: only its dead letters can be listed (--state"
-                           " dead_letter); a look at the live queue would be a receive, counting toward its"
-                           " maxReceiveCount. `letsgo-worker queue stats --sqs` counts them")
+            " dead_letter); a look at the live queue would be a receive, counting toward its"
+            " maxReceiveCount. `letsgo-worker queue stats --sqs` counts them")
     if inspector.peek_note:
         print(f"note: {inspector.peek_note}", file=sys.stderr)
     try:
