@@ -292,6 +292,9 @@ def test_serve_exposes_counts_durations_and_the_queue(serve, args):
             # Counted as soon as known, settled within moments: wait for the queue to catch up.
             and value(samples, "letsgo_queue_messages", state="in_flight") == 0
             and value(samples, "letsgo_queue_messages", state="visible") == 0
+            # A message's duration is observed just after its count: a scrape may fall in between.
+            and value(samples, "letsgo_handler_duration_seconds_count", type="metrics:ok") == 5
+            and value(samples, "letsgo_handler_duration_seconds_count", type="metrics:boom") == 2
         )
         return samples if done else None
 
