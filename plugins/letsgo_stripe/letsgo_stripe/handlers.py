@@ -1,12 +1,15 @@
 """The table of Stripe event handlers: which plugin handles which Stripe event type.
 
 Built once per worker from every ``letsgo_stripe_handlers`` implementation, so
-each handler is recorded with the plugin that registered it.
+each handler is recorded with the plugin that registered it, and kept for that
+worker until it stops.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -108,3 +111,28 @@ def collect_handlers(worker: Worker) -> StripeHandlers:
                 f"plugin {impl.plugin!r} failed while registering Stripe handlers: {type(error).__name__}: {error}"
             ) from error
     return table
+
+
+_tables: weakref.WeakKeyDictionary[Worker, StripeHandlers] = weakref.WeakKeyDictionary()
+_tables_lock = threading.Lock()
+
+
+def install(worker: Worker) -> StripeHandlers:
+    """Collect ``worker``'s Stripe handlers (at start-up); a registration error stops start-up."""
+    table = collect_handlers(worker)
+    with _tables_lock:
+        _tables[worker] = table
+    return table
+
+
+def forget(worker: Worker) -> None:
+    """Drop the handler table of a stopped worker."""
+    with _tables_lock:
+        _tables.pop(worker, None)
+
+
+def stripe_handlers(worker: Worker) -> StripeHandlers:
+    """Every Stripe handler of ``worker``, with the plugin that registered it (collected now if start-up did not)."""
+    with _tables_lock:
+        table = _tables.get(worker)
+    return table if table is not None else install(worker)
