@@ -11,8 +11,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from host import RegistrationError, StartupError
 
@@ -28,8 +27,8 @@ class RegisterStripeHandler(Protocol):
     def __call__(self, event_type: str, handler: StripeHandler) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerEntry:
+# A named tuple: a dataclass writes and compiles its methods when it is defined, which every worker's start would pay for.
+class HandlerEntry(NamedTuple):
     """One handler of one Stripe event type and where it came from."""
 
     event_type: str
