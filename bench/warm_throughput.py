@@ -110,11 +110,15 @@ def run(mode: str) -> Result:
         "2", "Warm throughput", mode,
         "One warm process with the Lambda environment variables; each subject handles chunks of 10-record "
         "OrderNew batches in turn (order rotated each round); messages/s per chunk, medians. Default log level: "
-        "each subject writes its handler's INFO line per message as JSON to standard output (a file here).",
+        "each subject writes its handler's INFO line per message as JSON to standard output (a file here). "
+        "letsgo runs with `LETSGO_WORKER_LAMBDA_BACKOFF=0`: its back-off of a failed record is a "
+        "ChangeMessageVisibility call to SQS (one per batch with a failure, a network round trip in Lambda), "
+        "which neither the peer nor the limit makes and which has no queue to reach here.",
     )
     rounds, chunk = SIZES[mode]
     os.environ.clear()
-    os.environ.update(clean_environ(**LAMBDA_ENVIRON))
+    # Like for like: no subject calls SQS for its failed records (see the description above).
+    os.environ.update(clean_environ(**LAMBDA_ENVIRON, LETSGO_WORKER_LAMBDA_BACKOFF="0"))
     # As in Lambda, every subject's log lines go to standard output: here a file, written for real.
     with isolated_cwd() as directory, stdout_to(directory / "stdout.log"):
         subjects = handlers()

@@ -20,7 +20,8 @@ import pytest
 from pydantic import BaseModel
 
 from host import hookimpl
-from host.core.batch import process_sqs_event, record_group, run
+from host.core.batch import process_sqs_event, run
+from host.core.records import record_group
 from host.core.dispatch import Status
 from host.aws.events import handle_event
 from host.core.logs import ROOT_LOGGER, configure_logging

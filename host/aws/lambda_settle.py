@@ -28,7 +28,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from host.aws.large_messages import delete_payloads, is_pointer
-from host.core.batch import record_group, record_receive_count
+from host.core.records import record_group, record_receive_count
 from host.core.dispatch import Status
 
 if TYPE_CHECKING:

@@ -25,18 +25,18 @@ point and, with ``eventSource: "letsgo:local"``, by the local runtime.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from host.aws.large_messages import is_pointer
-from host.core.deadline import Deadline, wait_until_deadline
+from host.core.deadline import Deadline, cancel_grace
 from host.core.dispatch import Outcome, Status, dispatch, message_context, message_done, notify_rejection
 from host.core.loops import run  # noqa: F401  (part of this module's interface: host.core.batch.run)
-from host.core.logs import log_fields
+from host.core.batch_report import log_batch, write_emf
+from host.core.records import peek_type, receive_count_of, record_attributes, record_group, record_message_id
 
 if TYPE_CHECKING:
     from host.core.context import MessageContext
@@ -46,10 +46,6 @@ logger = logging.getLogger("letsgo.batch")
 
 #: ``on_outcome(index, record, outcome)``: told of each record's outcome as soon as it is known.
 OutcomeCallback = Callable[[int, Any, Outcome], None]
-
-#: Bodies longer than this are not parsed again just to name their type in a log line.
-_PEEK_LIMIT = 256 * 1024
-
 
 @dataclass
 class BatchResult:
@@ -73,66 +69,6 @@ class BatchResult:
         }
 
 
-# -- reading records ---------------------------------------------------------
-
-
-def record_attributes(record: dict[str, Any]) -> dict[str, Any]:
-    """The record's ``attributes`` object (empty when absent or not an object)."""
-    attributes = record.get("attributes")
-    return attributes if isinstance(attributes, dict) else {}
-
-
-def record_receive_count(record: dict[str, Any]) -> int:
-    """The record's ``ApproximateReceiveCount`` (1 when absent or unreadable)."""
-    return _receive_count(record_attributes(record))
-
-
-def _receive_count(attributes: dict[str, Any]) -> int:
-    try:
-        return max(1, int(attributes.get("ApproximateReceiveCount", 1)))
-    except (TypeError, ValueError):
-        return 1
-
-
-def record_group(record: Any) -> str | None:
-    """The FIFO message group of ``record``, or None when its order does not matter.
-
-    A standard queue may carry ``MessageGroupId`` too (fair queues), without any
-    ordering promise; so a group counts only when the queue's ARN ends in
-    ``.fifo`` or the record has no ARN (the local runtime).
-    """
-    if not isinstance(record, dict):
-        return None
-    group = record_attributes(record).get("MessageGroupId")
-    if not isinstance(group, str) or not group:
-        return None
-    arn = record.get("eventSourceARN")
-    if isinstance(arn, str) and arn and not arn.endswith(".fifo"):
-        return None
-    return group
-
-
-def _message_id(record: Any) -> str:
-    if isinstance(record, dict):
-        message_id = record.get("messageId")
-        if isinstance(message_id, str) and message_id:
-            return message_id
-    return ""
-
-
-def _peek_type(record: Any) -> str | None:
-    """The message type in ``record``'s body, if it can be read cheaply (for log lines)."""
-    body = record.get("body") if isinstance(record, dict) else None
-    if not isinstance(body, str) or len(body) > _PEEK_LIMIT:
-        return None
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    type_ = value.get("type") if isinstance(value, dict) else None
-    return type_[:200] if isinstance(type_, str) else None
-
-
 # -- processing ----------------------------------------------------------------
 
 
@@ -141,14 +77,14 @@ async def _process_record(worker: Worker, record: Any, index: int, lambda_contex
     if not isinstance(record, dict):
         kind = "null" if record is None else type(record).__name__
         return Outcome(Status.REJECTED, "", reason=f"SQS record #{index} is not an object (got {kind}); it cannot be handled")
-    message_id = _message_id(record)
+    message_id = record_message_id(record)
     if not message_id:
         return Outcome(
-            Status.REJECTED, "", _peek_type(record),
+            Status.REJECTED, "", peek_type(record),
             reason=f"SQS record #{index} has no messageId, so its failure could not be reported for retry; not handled",
         )
     attributes = record_attributes(record)
-    receive_count = _receive_count(attributes)
+    receive_count = receive_count_of(attributes)
     body = record.get("body")
     if not isinstance(body, str):
         kind = "absent" if body is None else f"a {type(body).__name__}"
@@ -198,6 +134,17 @@ def handler_timeout_seconds(settings: Any, message_lifetime: float | None = None
     return timeout if timeout > 0 else None
 
 
+@dataclass(slots=True)
+class _Chain:
+    """Records that run one after the other (a FIFO group's, or a single record), in one task."""
+
+    group: str | None
+    indexes: list[int]
+    #: The index of the record running now, if any.
+    running: int | None = None
+    task: asyncio.Task[None] = field(init=False)
+
+
 class _Batch:
     """The state of one batch while it runs: outcomes by record index and when each record started."""
 
@@ -216,39 +163,36 @@ class _Batch:
         # Looked up once per batch: with no implementation, a message pays one test of an empty list.
         self.done_hooks = worker.pm.hook.letsgo_message_done.get_hookimpls()
 
-    def chains(self) -> list[tuple[str | None, list[int]]]:
+    def chains(self) -> list[_Chain]:
         """Record indexes to run one after the other: one chain per FIFO group, one per other record."""
-        chains: list[tuple[str | None, list[int]]] = []
-        groups: dict[str, list[int]] = {}
+        chains: list[_Chain] = []
+        groups: dict[str, _Chain] = {}
         for index, record in enumerate(self.records):
             group = record_group(record)
             if group is None:
-                chains.append((None, [index]))
+                chains.append(_Chain(None, [index]))
             elif group in groups:
-                groups[group].append(index)
+                groups[group].indexes.append(index)
             else:
-                groups[group] = [index]
-                chains.append((group, groups[group]))
+                chains.append(groups.setdefault(group, _Chain(group, [index])))
         return chains
 
-    async def run_chain(self, group: str | None, indexes: list[int]) -> None:
+    async def run_chain(self, chain: _Chain) -> None:
         """Run the records of one chain one after the other, until one fails in a FIFO group or the deadline passes.
 
-        Each record runs within the handler timeout, and whatever its handler
-        raises fails that record alone.
+        Whatever a record's handler raises fails that record alone. The handler
+        timeout is kept by :meth:`wait`, which cancels a chain whose record runs past it.
         """
-        for position, index in enumerate(indexes):
+        for index in chain.indexes:
             if self.deadline.passed():
                 return  # the rest are reported "not started" after the wait
+            chain.running = index
             started = self.started[index] = time.perf_counter()
             try:
-                async with asyncio.timeout(self.handler_timeout):
-                    outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
-            except TimeoutError:  # the timeout's own: dispatch turns a handler's TimeoutError into a failure
-                outcome = self._timed_out(index, started)
+                outcome = await _process_record(self.worker, self.records[index], index, self.lambda_context)
             except BaseException as error:
                 if _cancelled():
-                    raise  # the deadline stopped it: not the handler's own exception
+                    raise  # the deadline or the handler timeout stopped it: not the handler's own exception
                 # Whatever a handler raises fails its own message only: sys.exit(), KeyboardInterrupt,
                 # GeneratorExit or any BaseException subclass must neither stop its batch-mates nor
                 # reach the event loop, which re-raises KeyboardInterrupt and SystemExit out of the
@@ -258,14 +202,78 @@ class _Batch:
                 # host.core.loops.run() turns SIGINT into a cancellation.
                 outcome = self._unrun(index, f"{type(error).__name__}: {error}", started)
                 outcome.error = error
+            chain.running = None
+            if self.outcomes[index] is not None:
+                return  # timed out meanwhile (a handler that swallowed its cancellation): already reported
             self._known(index, outcome)
-            if group is not None and not outcome.ok:
-                for later in indexes[position + 1 :]:
-                    self._known(later, self._unrun(
-                        later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
-                        f"{group!r} did not succeed; it is retried after that one, in order",
-                    ))
+            if chain.group is not None and not outcome.ok:
+                self._skip_rest(chain, index, outcome)
                 return
+
+    def _skip_rest(self, chain: _Chain, index: int, outcome: Outcome) -> None:
+        """Report the records after ``index`` in a FIFO group failed without running: they are retried after it, in order."""
+        for later in chain.indexes[chain.indexes.index(index) + 1 :]:
+            self._known(later, self._unrun(
+                later, f"not run: message {outcome.message_id or '#' + str(index)} before it in FIFO group "
+                f"{chain.group!r} did not succeed; it is retried after that one, in order",
+            ))
+
+    async def wait(self, chains: list[_Chain]) -> None:
+        """Wait for the chains still running, failing each record that runs past the handler timeout.
+
+        One wait for the whole batch, until the soonest of the running records'
+        handler timeouts or the deadline: a record whose handler does not wait
+        costs no timer. A record past its timeout is reported at once and its
+        chain cancelled (a sync handler's thread is set aside); at the deadline
+        every chain still running is cancelled. Cancelled async handlers get a
+        short grace to unwind.
+        """
+        running = [chain for chain in chains if not chain.task.done()]
+        stopped: list[asyncio.Task[None]] = []
+        while running:
+            budget = self.deadline.budget_seconds()
+            if budget == 0:
+                self.deadline.reached = True
+                stopped.extend(chain.task for chain in running)
+                for chain in running:
+                    chain.task.cancel()
+                break
+            wake = self._next_timeout(running)
+            if budget is not None:
+                wake = budget if wake is None else min(wake, budget)
+            await asyncio.wait([chain.task for chain in running], timeout=wake)
+            for chain in running:
+                if not chain.task.done() and self._overdue(chain):
+                    self._time_out(chain)
+                    stopped.append(chain.task)
+            running = [chain for chain in running if not chain.task.done() and chain.task not in stopped]
+        if stopped:
+            await cancel_grace(stopped, self.deadline)
+
+    def _next_timeout(self, chains: list[_Chain]) -> float | None:
+        """Seconds until the soonest handler timeout of the chains' running records; None when none can time out."""
+        if self.handler_timeout is None:
+            return None
+        starts = [self.started[chain.running] for chain in chains if chain.running is not None]
+        if not starts:
+            return None
+        return max(0.0, min(starts) + self.handler_timeout - time.perf_counter())
+
+    def _overdue(self, chain: _Chain) -> bool:
+        return (
+            self.handler_timeout is not None and chain.running is not None
+            and time.perf_counter() - self.started[chain.running] >= self.handler_timeout
+        )
+
+    def _time_out(self, chain: _Chain) -> None:
+        """Fail the chain's running record as timed out, cancel the chain, and skip the rest of a FIFO group."""
+        index = chain.running
+        assert index is not None
+        chain.task.cancel()
+        outcome = self._timed_out(index, self.started[index])
+        self._known(index, outcome)
+        if chain.group is not None:
+            self._skip_rest(chain, index, outcome)
 
     def _known(self, index: int, outcome: Outcome) -> None:
         """Record ``outcome`` for record ``index``, tell ``on_outcome`` and ``letsgo_message_done`` at once."""
@@ -283,7 +291,7 @@ class _Batch:
         record = self.records[index]
         attributes = record_attributes(record) if isinstance(record, dict) else {}
         return message_context(
-            self.worker, message_id=outcome.message_id, receive_count=_receive_count(attributes), type=outcome.type,
+            self.worker, message_id=outcome.message_id, receive_count=receive_count_of(attributes), type=outcome.type,
             plugin=outcome.plugin, attributes=attributes, lambda_context=self.lambda_context,
         )
 
@@ -299,10 +307,10 @@ class _Batch:
 
     def _unrun(self, index: int, reason: str, started: float | None = None) -> Outcome:
         record = self.records[index]
-        type_ = _peek_type(record)
+        type_ = peek_type(record)
         entry = self.worker.registry.get(type_) if type_ else None
         duration = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        return Outcome(Status.FAILED, _message_id(record), type_, entry.plugin if entry else None, reason, duration_ms=duration)
+        return Outcome(Status.FAILED, record_message_id(record), type_, entry.plugin if entry else None, reason, duration_ms=duration)
 
     def finish(self) -> list[Outcome]:
         """Fill in the records the deadline stopped, and return every outcome in record order."""
@@ -344,87 +352,25 @@ async def process_records(
     margin = worker.settings.deadline_margin_ms if margin_ms is None else margin_ms
     batch = _Batch(worker, records, lambda_context, Deadline(lambda_context, margin), on_outcome, message_lifetime)
     chains = batch.chains()
-    fifo_groups = sum(1 for group, _ in chains if group is not None)
+    fifo_groups = sum(1 for chain in chains if chain.group is not None)
     # One task per chain: each record (or FIFO group) runs in a context of its own, so context
     # variables do not leak between records, and the deadline can cancel it alone.
-    tasks = [asyncio.create_task(batch.run_chain(group, indexes)) for group, indexes in chains]
+    for chain in chains:
+        chain.task = asyncio.create_task(batch.run_chain(chain))
     # Most handlers have nothing to wait for and are done after one turn of the loop: only a batch
-    # with work still running pays for the deadline-bounded wait (its callbacks and loop turns).
+    # with work still running pays for the wait (its timer, callbacks and loop turns).
     await asyncio.sleep(0)
-    if not all(task.done() for task in tasks):
-        await wait_until_deadline(tasks, batch.deadline)
+    if not all(chain.task.done() for chain in chains):
+        await batch.wait(chains)
     outcomes = batch.finish()
-    _log_batch(batch, outcomes, fifo_groups, began)
+    log_batch(batch.records, outcomes, batch.lambda_context, fifo_groups, batch.deadline.reached, began)
     if max_receive_count:
         from host.core.final_failure import notify_final_failures
 
         await notify_final_failures(worker, records, outcomes, max_receive_count)
     if "emf" in batch.worker.settings.metrics:
-        _write_emf(batch, outcomes)
+        write_emf(outcomes, worker.settings, lambda_context)
     return outcomes
-
-
-def _write_emf(batch: _Batch, outcomes: list[Outcome]) -> None:
-    """The batch's CloudWatch EMF lines, with ``LETSGO_WORKER_METRICS=emf`` (the module loads only then)."""
-    from host.aws.emf import write_batch_metrics
-
-    request_id = getattr(batch.lambda_context, "aws_request_id", None)
-    try:
-        write_batch_metrics(
-            outcomes, batch.worker.settings.metrics_namespace,
-            request_id=request_id if isinstance(request_id, str) else None,
-        )
-    except Exception:  # metrics are an account of the batch, never a reason to fail it
-        logger.exception("could not write the batch's metrics (LETSGO_WORKER_METRICS=emf)")
-
-
-def _log_batch(batch: _Batch, outcomes: list[Outcome], fifo_groups: int, began: float) -> None:
-    request_id = getattr(batch.lambda_context, "aws_request_id", None)
-    request_id = request_id if isinstance(request_id, str) else None
-    succeeded = failed = rejected = 0
-    log_successes = logger.isEnabledFor(logging.DEBUG)
-    for index, outcome in enumerate(outcomes):
-        status = outcome.status
-        if status is Status.SUCCEEDED:
-            succeeded += 1
-            if not log_successes:
-                continue  # their line is at DEBUG: build nothing for it
-        elif status is Status.FAILED:
-            failed += 1
-        else:
-            rejected += 1
-        record = batch.records[index]
-        fields = {
-            "message_id": outcome.message_id or None,
-            "record_index": None if outcome.message_id else index,
-            "type": outcome.type,
-            "plugin": outcome.plugin,
-            "outcome": outcome.status.value,
-            "duration_ms": round(outcome.duration_ms, 1),
-            "receive_count": record_receive_count(record) if isinstance(record, dict) else None,
-            "group": record_group(record),
-            "request_id": request_id,
-        }
-        if outcome.ok:
-            log_fields(logger, logging.DEBUG, f"message {outcome.message_id} ({outcome.type}) succeeded", **fields)
-            continue
-        handler_error = outcome.error if outcome.status is Status.FAILED else None
-        if handler_error is not None and (fields["receive_count"] or 1) > 1:
-            handler_error = None  # its traceback was logged at its first receive: a retry's failure is one line
-        log_fields(
-            logger, logging.ERROR if handler_error is not None or not outcome.message_id else logging.WARNING,
-            f"message {outcome.message_id or '#' + str(index)} ({outcome.type or 'unknown type'}) "
-            f"{outcome.status.value}: {outcome.reason}",
-            reason=outcome.reason, exc_info=handler_error, **fields,
-        )
-    duration = (time.perf_counter() - began) * 1000
-    log_fields(
-        logger, logging.INFO,
-        f"batch of {len(outcomes)}: {succeeded} succeeded, {failed} failed, {rejected} rejected in {duration:.0f} ms",
-        records=len(outcomes), succeeded=succeeded, failed=failed,
-        rejected=rejected, duration_ms=round(duration, 1), fifo_groups=fifo_groups or None,
-        deadline_reached=True if batch.deadline.reached else None, request_id=request_id,
-    )
 
 
 def process_sqs_event(

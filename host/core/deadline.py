@@ -64,5 +64,10 @@ async def wait_until_deadline(tasks: Iterable[asyncio.Future[Any]], deadline: De
         deadline.reached = True
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))
+        await cancel_grace(pending, deadline)
     return pending
+
+
+async def cancel_grace(cancelled: Iterable[asyncio.Future[Any]], deadline: Deadline) -> None:
+    """Give ``cancelled`` tasks a short grace to unwind (their ``finally`` blocks), within the deadline's margin."""
+    await asyncio.wait(cancelled, timeout=min(_CANCEL_GRACE_SECONDS, deadline.margin_ms / 4000))

@@ -59,7 +59,7 @@ async def notify_final_failures(worker: Worker, records: Sequence[Any], outcomes
     """
     if not max_receive_count or not worker.notifies:
         return 0
-    from host.core.batch import record_receive_count
+    from host.core.records import record_receive_count
 
     sent = 0
     for record, outcome in zip(records, outcomes):

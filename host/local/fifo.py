@@ -11,7 +11,7 @@ As in an SQS FIFO queue:
 * the records handed out carry ``attributes.MessageGroupId``,
   ``SequenceNumber`` and ``MessageDeduplicationId``, and an ``eventSourceARN``
   ending in ``.fifo``, so the batch processor keeps each group in order
-  within a batch exactly as it does in Lambda (:func:`host.core.batch.record_group`).
+  within a batch exactly as it does in Lambda (:func:`host.core.records.record_group`).
 
 Messages without a group are delivered as from a standard queue, beside the groups.
 """
@@ -148,7 +148,7 @@ def split_batches(records: list[dict[str, Any]], size: int) -> list[list[dict[st
     local queue hands out at most one batch of a group per receive, so a group
     always fits one batch.
     """
-    from host.core.batch import record_group
+    from host.core.records import record_group
 
     units: dict[Any, list[dict[str, Any]]] = {}
     for index, record in enumerate(records):

@@ -141,6 +141,89 @@ def test_the_pool_grows_no_further_than_twice_its_size(caplog):
     assert "at its cap of 2 threads" in text, text
 
 
+class Paced:
+    """``pace.slow`` takes 0.3 s; ``pace.stubborn`` swallows its cancellation and returns."""
+
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+        self.swallowed: list[str] = []
+
+    async def slow(self, message, ctx) -> None:
+        await asyncio.sleep(0.3)
+        self.handled.append(ctx.message_id)
+
+    async def stubborn(self, message, ctx) -> None:
+        try:
+            await asyncio.sleep(HANG_SECONDS)
+        except asyncio.CancelledError:
+            self.swallowed.append(ctx.message_id)  # and returns as if it had succeeded
+
+    @hookimpl
+    def letsgo_register_messages(self, register):
+        register("pace.slow", self.slow)
+        register("pace.stubborn", self.stubborn)
+
+
+def fifo(record_: dict, group: str) -> dict:
+    record_["attributes"]["MessageGroupId"] = group
+    record_["eventSourceARN"] += ".fifo"
+    return record_
+
+
+def test_each_record_of_a_fifo_group_gets_the_whole_timeout_from_its_own_start():
+    plugin = Paced()
+    worker = in_process_worker(plugin, env={"LETSGO_WORKER_HANDLER_TIMEOUT": "0.5"})
+    try:
+        # Three records of 0.3 s in one group: 0.9 s in all, each well within its own 0.5 s.
+        records = [fifo(r, "g") for r in batch("pace.slow", "pace.slow", "pace.slow")]
+        outcomes = process_sqs_event(worker, {"Records": records}).outcomes
+    finally:
+        worker.stop()
+    assert [o.status for o in outcomes] == [Status.SUCCEEDED] * 3, outcomes
+    assert plugin.handled == [r["messageId"] for r in records]
+
+
+def test_a_timed_out_record_stops_its_fifo_group_and_other_groups_go_on():
+    plugin = Hanging()
+    worker = in_process_worker(plugin, env={"LETSGO_WORKER_HANDLER_TIMEOUT": "0.5"})
+    began = time.monotonic()
+    try:
+        records = batch("hang.async", "ok.async", "ok.async", "ok.sync")
+        records = [fifo(records[0], "a"), fifo(records[1], "a"), fifo(records[2], "b"), records[3]]
+        known: list[tuple[int, Status]] = []
+        outcomes = process_sqs_event(
+            worker, {"Records": records}, on_outcome=lambda index, _, outcome: known.append((index, outcome.status)),
+        ).outcomes
+    finally:
+        plugin.released.set()
+        worker.stop()
+    assert time.monotonic() - began < HANG_SECONDS - 2
+    assert [o.status for o in outcomes] == [Status.FAILED, Status.FAILED, Status.SUCCEEDED, Status.SUCCEEDED]
+    assert outcomes[0].reason.startswith("timed out after 0.5 s"), outcomes[0].reason
+    assert outcomes[1].reason.startswith("not run: message " + records[0]["messageId"]), outcomes[1].reason
+    assert plugin.cancelled == [records[0]["messageId"]]
+    assert sorted(plugin.handled) == sorted(r["messageId"] for r in records[2:])
+    assert sorted(index for index, _ in known) == [0, 1, 2, 3]  # each outcome told once
+
+
+def test_a_handler_that_swallows_its_cancellation_still_times_out_once():
+    plugin = Paced()
+    worker = in_process_worker(plugin, env={"LETSGO_WORKER_HANDLER_TIMEOUT": "0.3"})
+    try:
+        records = [fifo(r, "g") for r in batch("pace.stubborn", "pace.slow")]
+        known: list[int] = []
+        outcomes = process_sqs_event(
+            worker, {"Records": records}, on_outcome=lambda index, _, outcome: known.append(index),
+        ).outcomes
+    finally:
+        worker.stop()
+    assert outcomes[0].status is Status.FAILED and outcomes[0].reason.startswith("timed out after 0.3 s")
+    assert outcomes[1].status is Status.FAILED and outcomes[1].reason.startswith("not run: ")
+    assert plugin.swallowed == [records[0]["messageId"]]
+    assert plugin.handled == []  # the group did not go on after its timed-out record
+    assert sorted(known) == [0, 1]
+
+
 _SERVE_PLUGIN = '''
 import asyncio
 import os
