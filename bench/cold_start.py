@@ -5,8 +5,9 @@ Dockerfile builds it: the plugins' entry points read from the file that
 ``letsgo-worker plugins --freeze`` wrote), ``letsgo-scan`` (the same without the
 file: every installed distribution scanned; a reference, no target), ``limit``
 (json + one pydantic model + dict dispatch) and ``peer`` (Powertools BatchProcessor).
-Wall time is measured by the parent from spawn to exit; peak RSS comes from
-``wait4`` for that very child.
+Wall time is measured by the parent from spawn to exit; peak RSS and CPU time
+(user + system) come from ``wait4`` for that very child. CPU time is shown
+beside the wall time because it moves less when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def spawn(subject: str, event_path: Path, env: dict[str, str], *, importtime: bo
     report = json.loads(out.decode().strip().splitlines()[-1])
     if report["failures"]:
         raise RuntimeError(f"cold start of {subject!r} failed {report['failures']} of {report['records']} records")
-    report.update(wall_ms=wall_ms, peak_rss_kib=usage.ru_maxrss, stderr=err.decode())
+    report.update(wall_ms=wall_ms, cpu_ms=(usage.ru_utime + usage.ru_stime) * 1000, peak_rss_kib=usage.ru_maxrss,
+                  stderr=err.decode())
     return report
 
 
@@ -98,7 +100,8 @@ def run(mode: str) -> Result:
     )
     rounds = ROUNDS[mode]
     samples: dict[str, dict[str, list[float]]] = {
-        s: {"wall": [], "rss": [], "in_process": [], "import": [], "discovery": [], "first_batch": []} for s in SUBJECTS
+        s: {"wall": [], "cpu": [], "rss": [], "in_process": [], "import": [], "discovery": [], "first_batch": []}
+        for s in SUBJECTS
     }
     with isolated_cwd() as directory:
         event_path = directory / "event.json"
@@ -111,6 +114,7 @@ def run(mode: str) -> Result:
             for subject in rotated(SUBJECTS, round_):
                 report = spawn(subject, event_path, env)
                 samples[subject]["wall"].append(report["wall_ms"])
+                samples[subject]["cpu"].append(report["cpu_ms"])
                 samples[subject]["rss"].append(report["peak_rss_kib"] / 1024)
                 samples[subject]["in_process"].append(report["in_process_ms"])
                 for phase in ("import", "discovery", "first_batch"):
@@ -119,6 +123,7 @@ def run(mode: str) -> Result:
     medians = {s: {k: median(v) for k, v in samples[s].items()} for s in SUBJECTS}
     for subject in SUBJECTS:
         result.measure("wall", subject, medians[subject]["wall"], "ms", f"median of {rounds}")
+        result.measure("CPU time (user + system)", subject, medians[subject]["cpu"], "ms")
         result.measure("in-process (import + first batch)", subject, medians[subject]["in_process"], "ms")
         result.measure("peak RSS", subject, medians[subject]["rss"], "MiB")
     result.measure("in-process: import lambda_entry", "letsgo", medians["letsgo"]["import"], "ms")

@@ -125,7 +125,7 @@ TARGET_HEADER = ["scenario", "target", "before", "measured", "target", "verdict"
 #: Where the "before" column comes from, printed under the targets table.
 BEFORE_NOTE = (
     "**before**: the figure before the current round of work. Scenarios 1, 2 and 2b (the Lambda hot path): the "
-    "full run of 2026-12-01 (commit afa0683), 2b measured against the Node reference handler on that commit's code. "
+    "previous full run, 2026-12-01 08:38 (commit ae38e14). "
     "The others: the full run of 2026-11-28 (commit fe2ea2b); "
     "the comparison with the Node reference, which that run did not have, from the wrk measurement that asked for "
     "it (letsgo vs Node at 1, 16 and 64 connections: 1.4k vs 15.1k, 3.4k vs 14.9k, 5.5k vs 16.3k req/s)."

@@ -14,7 +14,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 from host.errors import ConfigError
@@ -289,13 +289,15 @@ def _parse(setting: Setting, raw: str, source: str | None = None) -> Any:
         raise ConfigError(f"{culprit} is invalid: {reason}") from None
 
 
-@dataclass(frozen=True)
+# A frozen dataclass, so dataclasses.replace() gives a changed copy, whose __init__, __repr__, __eq__ and
+# __hash__ loop over SETTINGS: generated for 45 fields, they took each Lambda cold start 3 ms to compile.
+@dataclass(frozen=True, init=False, repr=False, eq=False)
 class Settings:
     """The worker's configuration, parsed and validated. Build with :meth:`from_env`.
 
     The host's settings are attributes (``settings.port``); a plugin's are read
     with :meth:`get`. Secrets never appear in the repr, so a logged Settings
-    cannot leak them.
+    cannot leak them. Two Settings are equal when their host settings are.
     """
 
     port: int
@@ -331,7 +333,7 @@ class Settings:
     lambda_function_version: str | None
     lambda_memory_size: str | None
     idempotency_table: str | None
-    pki_private_key: str | None = field(repr=False)
+    pki_private_key: str | None
     pki_private_key_file: str | None
     plugins: frozenset[str] | None
     disable_plugins: frozenset[str]
@@ -341,13 +343,31 @@ class Settings:
     log_format: str | None
     metrics: frozenset[str]
     metrics_namespace: str
-    dashboard_token: str | None = field(repr=False)
+    dashboard_token: str | None
     dashboard_read_only: bool
-    # The environment read, kept so plugin settings declared at start-up are read
-    # from the same place; it holds every secret, so it is never shown or compared.
-    _environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # The environment read, where plugin settings are read too; it holds every secret: never shown or compared.
+    _environ: Mapping[str, str]
     # Variable -> parsed value of each plugin setting, filled by with_plugin_settings().
-    _plugin_values: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _plugin_values: Mapping[str, Any]
+
+    def __init__(self, *, _environ: Mapping[str, str] | None = None, _plugin_values: Mapping[str, Any] | None = None,
+                 **values: Any) -> None:
+        if values.keys() != _FIELD_NAMES:
+            unknown, missing = sorted(values.keys() - _FIELD_NAMES), sorted(_FIELD_NAMES - values.keys())
+            raise TypeError(f"Settings() needs every host setting: unknown {unknown}, missing {missing}")
+        for name, value in {**values, "_environ": _environ or {}, "_plugin_values": _plugin_values or {}}.items():
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{s.field}={getattr(self, s.field)!r}" for s in SETTINGS if not s.secret) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Settings:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _FIELD_NAMES)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, s.field) for s in SETTINGS))
 
     @classmethod
     def from_env(
@@ -426,7 +446,5 @@ class Settings:
         return "<secret>" if setting.secret else raw
 
 
-_FIELDS = [f for f in fields(Settings) if not f.name.startswith("_")]
-assert [f.name for f in _FIELDS] == [s.field for s in SETTINGS]
-# A secret of the host must be hidden from the repr as well as from errors.
-assert {f.name for f in _FIELDS if not f.repr} == {s.field for s in SETTINGS if s.secret}
+_FIELD_NAMES = {s.field for s in SETTINGS}  # the host settings' attributes, declared in Settings in the same order:
+assert [f.name for f in fields(Settings) if not f.name.startswith("_")] == [s.field for s in SETTINGS]

@@ -32,6 +32,10 @@ class RegistrationError(StartupError):
     """A plugin registered something invalid: a duplicate or reserved type, a bad handler."""
 
 
+class SourceUnavailable(WorkerError):
+    """Raised by a message source's ``receive`` when its queue cannot be reached; the source has said so in the log."""
+
+
 class QueueError(WorkerError):
     """The local queue cannot do what was asked; the message says why."""
 

@@ -109,9 +109,9 @@ def test_the_back_off_grows_with_the_receive_count_and_holds_the_message_back(aw
 
 def test_one_formula_serves_the_local_queue_serve_sqs_and_lambda():
     from host.aws import sqs_source
-    from host.local import delivery, settlement
+    from host.local import settlement
 
-    assert delivery.backoff_seconds is settlement.backoff_seconds is backoff_seconds
+    assert settlement.backoff_seconds is backoff_seconds
     assert sqs_source.retry_delay_seconds is visibility_seconds
     rng = random.Random(3)
     for count, nominal in [(1, 2), (2, 4), (5, 32), (9, 300), (60, 300)]:

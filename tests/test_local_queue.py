@@ -12,7 +12,8 @@ import time
 import pytest
 
 from host import hookimpl
-from host.local.delivery import Delivery, MessageSource, backoff_seconds
+from host.core.backoff import backoff_seconds
+from host.local.delivery import Delivery, MessageSource
 from host.core.dispatch import Outcome, Status
 from host.errors import StartupError
 from host.local.queue import LocalQueue, QueueError

@@ -29,9 +29,8 @@ from host.aws.large_messages import delete_payloads, is_pointer
 from host.aws.sqs_calls import send_to_dead_letter_queue, sibling_queue_url
 from host.core.backoff import SQS_MAX_VISIBILITY_SECONDS, visibility_seconds
 from host.core.records import record_receive_count
-from host.local.delivery import SourceUnavailable
 from host.config import Settings
-from host.errors import StartupError
+from host.errors import SourceUnavailable, StartupError
 
 if TYPE_CHECKING:
     from host.core.dispatch import Outcome

@@ -11,34 +11,31 @@ import signal
 import sys
 import threading
 
-from host.cli.common import lazy
+from host.cli.common import command_help, lazy
 
 #: The port the dashboard listens on when --port is not given: beside serve's 3002.
 DEFAULT_PORT = 3003
-
-EPILOG = """\
-environment:
-  LETSGO_WORKER_DASHBOARD_TOKEN      token the pages and /metrics require (needed when --host is beyond loopback)
-  LETSGO_WORKER_DASHBOARD_READ_ONLY  1: show everything, refuse every action (as --read-only)
-  AWS_REGION, AWS_ENDPOINT_URL       where SQS is (the region is also read from the queue URL);
-                                     boto3 reads its credentials as usual (AWS_PROFILE, ...)
-
-SQS has no true peek: looking at a dead letter receives it (with a short visibility
-timeout), which counts as a receive. Redrive uses SQS's message-move task.
-
-examples:
-  letsgo-worker dashboard --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue
-  letsgo-worker dashboard --sqs QUEUE_URL --dlq DLQ_URL --port 8080 --read-only
-"""
-
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
     dashboard = commands.add_parser(
         "dashboard", help="serve the operations dashboard of an SQS queue and its dead-letter queue",
-        description="Serve the operations dashboard (counts, dead letters with redrive and delete, plugins, "
-                    "schedules) and /metrics for an SQS queue, on http://HOST:PORT/dashboard.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "Serve the operations dashboard (counts, dead letters with redrive and delete, plugins, schedules) "
+            "and /metrics for an SQS queue, on http://HOST:PORT/dashboard. SQS has no true peek: looking at a "
+            "dead letter receives it (with a short visibility timeout), which counts as a receive. Redrive uses "
+            "SQS's message-move task.",
+            env=(
+                "LETSGO_WORKER_DASHBOARD_TOKEN      token the pages and /metrics require (needed when --host is beyond loopback)",
+                "LETSGO_WORKER_DASHBOARD_READ_ONLY  1: show everything, refuse every action (as --read-only)",
+                "AWS_REGION, AWS_ENDPOINT_URL       where SQS is (the region is also read from the queue URL);",
+                "                                   boto3 reads its credentials as usual (AWS_PROFILE, ...)",
+            ),
+            examples=(
+                "letsgo-worker dashboard --sqs https://sqs.us-east-1.amazonaws.com/123456789012/my-queue",
+                "letsgo-worker dashboard --sqs QUEUE_URL --dlq DLQ_URL --port 8080 --read-only",
+            ),
+        ),
     )
     dashboard.add_argument("--sqs", metavar="QUEUE_URL", required=True, help="the SQS queue to look into")
     dashboard.add_argument("--dlq", metavar="DLQ_URL",

@@ -17,7 +17,7 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from host.cli.common import EXIT_USAGE, lazy
+from host.cli.common import EXIT_USAGE, command_help, lazy
 
 if TYPE_CHECKING:
     from host.core.worker import Worker
@@ -31,27 +31,25 @@ FUNCTION_ID = "Worker"
 DEAD_LETTER_QUEUE_ID = "DeadLetterQueue"
 STATE_PARAMETER = "ScheduleState"
 
-EPILOG = """\
-environment:
-  LETSGO_WORKER_SCHEDULE           the unnamed schedule of letsgo_scheduled hooks (listed when set)
-  LETSGO_WORKER_SCHEDULE_TIMEZONE  its time zone (default UTC)
-  LETSGO_WORKER_PLUGINS, LETSGO_WORKER_DISABLE_PLUGINS
-                                   which plugins load, and so which named schedules exist
-
-examples:
-  letsgo-worker schedules
-  letsgo-worker schedules --json --count 5
-  letsgo-worker schedules --cloudformation >> named-schedules.yaml
-"""
-
-
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add this group's subcommands to the ``letsgo-worker`` parser."""
     schedules = commands.add_parser(
         "schedules", help="list every schedule and its next fires",
-        description="List the worker's schedules: LETSGO_WORKER_SCHEDULE and each plugin's named schedules, "
-        "with their plugin, expression, zone, description and next fire times (in the zone and in UTC).",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        **command_help(
+            "List the worker's schedules: LETSGO_WORKER_SCHEDULE and each plugin's named schedules, with their "
+            "plugin, expression, zone, description and next fire times (in the zone and in UTC).",
+            env=(
+                "LETSGO_WORKER_SCHEDULE           the unnamed schedule of letsgo_scheduled hooks (listed when set)",
+                "LETSGO_WORKER_SCHEDULE_TIMEZONE  its time zone (default UTC)",
+                "LETSGO_WORKER_PLUGINS, LETSGO_WORKER_DISABLE_PLUGINS",
+                "                                 which plugins load, and so which named schedules exist",
+            ),
+            examples=(
+                "letsgo-worker schedules",
+                "letsgo-worker schedules --json --count 5",
+                "letsgo-worker schedules --cloudformation >> named-schedules.yaml",
+            ),
+        ),
     )
     output = schedules.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict
 from typing import Any
 
 from host.core.plugins import ENTRY_POINT_GROUP, PluginEntryPoint, name_and_version
@@ -58,7 +57,7 @@ def freeze(path: str) -> list[PluginEntryPoint]:
     document = {
         "format": FORMAT,
         "group": ENTRY_POINT_GROUP,
-        "entry_points": [asdict(ep) for ep in frozen],
+        "entry_points": [ep._asdict() for ep in frozen],
         "distributions": list(distributions.values()),
         "directories": directories,
     }

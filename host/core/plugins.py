@@ -1,12 +1,15 @@
-"""Plugin discovery: entry points of the ``letsgo_worker`` group, each loaded on its own."""
+"""Plugin discovery: entry points of the ``letsgo_worker`` group, each loaded on its own.
+
+Its records are named tuples: a dataclass writes and compiles its methods when
+it is defined, which every Lambda cold start would pay for.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
 import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pluggy
 
@@ -24,19 +27,17 @@ HOST_DISTRIBUTION = "letsgo-worker"
 logger = logging.getLogger("letsgo.plugins")
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(NamedTuple):
     """A loaded plugin: its name (the entry point's), distribution and version."""
 
     name: str
     distribution: str | None
     version: str | None
-    module: Any = field(repr=False)
+    module: Any
     builtin: bool = False
 
 
-@dataclass
-class PluginProblem:
+class PluginProblem(NamedTuple):
     """Something wrong found while loading plugins, reported instead of stopping the worker."""
 
     plugin: str
@@ -51,8 +52,7 @@ def new_plugin_manager() -> pluggy.PluginManager:
     return pm
 
 
-@dataclass(frozen=True)
-class PluginEntryPoint:
+class PluginEntryPoint(NamedTuple):
     """One ``letsgo_worker`` entry point: its name, the object it names, and the distribution it comes from."""
 
     name: str
@@ -203,8 +203,7 @@ def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     return impl.function(**{name: kwargs[name] for name in impl.argnames})
 
 
-@dataclass(frozen=True)
-class Implementation:
+class Implementation(NamedTuple):
     """One plugin's implementation of one hook, to be called on its own.
 
     Calling it with keyword arguments passes the subset the implementation
@@ -213,7 +212,7 @@ class Implementation:
 
     plugin: str
     distribution: str | None
-    hookimpl: pluggy.HookImpl = field(repr=False)
+    hookimpl: pluggy.HookImpl
 
     def __call__(self, **kwargs: Any) -> Any:
         return call_impl(self.hookimpl, **kwargs)

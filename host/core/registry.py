@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from host.errors import RegistrationError
 
@@ -33,8 +33,8 @@ class Message(Generic[P]):
 Handler = Callable[..., Any]
 
 
-@dataclass(frozen=True, slots=True)
-class MessageType:
+# A named tuple: a dataclass writes and compiles its methods when it is defined, which every Lambda cold start would pay for.
+class MessageType(NamedTuple):
     """One registered message type and where it came from."""
 
     type: str

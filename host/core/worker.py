@@ -8,8 +8,6 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from host.config import SETTINGS, Setting, Settings, load_dotenv_file
 from host.errors import RegistrationError, StartupError
 from host.core.notify import Notification, anyone_to_tell, deliver, deliver_async

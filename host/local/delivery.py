@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from host.core.backoff import backoff_seconds  # noqa: F401  (re-exported: its home before host.core.backoff)
 from host.core.final_failure import watch_claim_dead_letters
+from host.errors import SourceUnavailable
 
 if TYPE_CHECKING:
     from host.config import Settings
@@ -52,10 +52,6 @@ class MessageSource(Protocol):
     def settle(self, records: list[dict[str, Any]], outcomes: list[Outcome]) -> None:
         """Apply each record's outcome: delete, retry later, or dead-letter."""
         ...
-
-
-class SourceUnavailable(Exception):
-    """Raised by a source's ``receive`` when its queue cannot be reached; the source has said so in the log."""
 
 
 logger = logging.getLogger("letsgo.delivery")

@@ -15,19 +15,39 @@
   signature and enqueues the event (snapshot or thin).
 
 Importing this module does not import the ``stripe`` SDK; the first Stripe
-message or webhook does.
+message or webhook does. Nor does starting a worker import the modules that
+handle Stripe messages (:mod:`letsgo_stripe.dispatch`) or webhooks
+(:mod:`letsgo_stripe.webhook`): the first Stripe message, or the local
+server's routes, do.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from host import hookimpl
-from letsgo_stripe import dispatch, hookspecs
+from letsgo_stripe import handlers, hookspecs, settings
 from letsgo_stripe.api import fresh, fresh_sync
 from letsgo_stripe.events import KNOWN_EVENT_TYPES, MESSAGE_TYPE, StripeEventPayload
 
+if TYPE_CHECKING:
+    from host import Message, MessageContext
+
 __all__ = ["KNOWN_EVENT_TYPES", "MESSAGE_TYPE", "StripeEventPayload", "fresh", "fresh_sync", "stripe_handlers"]
 
-stripe_handlers = dispatch.stripe_handlers
+stripe_handlers = handlers.stripe_handlers
+
+
+async def handle_stripe_message(message: Message[StripeEventPayload], ctx: MessageContext) -> None:
+    """Run every handler registered for the Stripe event's type (:func:`letsgo_stripe.dispatch.handle_stripe_message`).
+
+    Its module is imported by the first Stripe message of a process, not by
+    every worker's start.
+    """
+    from letsgo_stripe import dispatch
+
+    await dispatch.handle_stripe_message(message, ctx)
+
 
 @hookimpl
 def letsgo_add_hookspecs(pluginmanager):
@@ -38,10 +58,7 @@ def letsgo_add_hookspecs(pluginmanager):
 @hookimpl
 def letsgo_register_settings(register):
     """Declare the webhook signing secrets, the API keys and how long a running handler holds off duplicates."""
-    from letsgo_stripe.api import API_BASE, LIVE_API_KEY, TEST_API_KEY
-    from letsgo_stripe.webhook import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
-
-    for setting in (TEST_WEBHOOK_KEY, LIVE_WEBHOOK_KEY, TEST_API_KEY, LIVE_API_KEY, API_BASE, dispatch.IN_PROGRESS_SECONDS):
+    for setting in settings.SETTINGS:
         register(setting)
 
 
@@ -50,7 +67,7 @@ def letsgo_register_messages(register):
     """Register ``letsgo:stripe``."""
     register(
         MESSAGE_TYPE,
-        dispatch.handle_stripe_message,
+        handle_stripe_message,
         payload=StripeEventPayload,
         description="A Stripe webhook event, dispatched by Stripe event type to letsgo_stripe_handlers",
     )
@@ -67,13 +84,13 @@ def letsgo_stripe_handlers(register):
 @hookimpl
 def letsgo_startup(worker):
     """Collect every plugin's Stripe handlers, so a bad registration stops start-up."""
-    dispatch.install(worker)
+    handlers.install(worker)
 
 
 @hookimpl
 def letsgo_shutdown(worker):
     """Forget the stopped worker."""
-    dispatch.forget(worker)
+    handlers.forget(worker)
 
 
 @hookimpl

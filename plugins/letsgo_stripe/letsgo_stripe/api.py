@@ -11,30 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from host import Setting, WorkerError, optional
+from host import WorkerError
+from letsgo_stripe.settings import API_BASE, LIVE_API_KEY, TEST_API_KEY
 
 if TYPE_CHECKING:
     import stripe
 
     from host import Worker
-
-#: The secret (or restricted) API key of test mode, to fetch thin events and fresh objects.
-TEST_API_KEY = Setting(
-    "LETSGO_STRIPE_TEST_API_KEY", None, optional,
-    "Stripe API key, test mode: fetches thin events' objects and fresh objects.", secret=True,
-)
-#: The secret (or restricted) API key of live mode.
-LIVE_API_KEY = Setting(
-    "LETSGO_STRIPE_LIVE_API_KEY", None, optional,
-    "Stripe API key, live mode: fetches thin events' objects and fresh objects.", secret=True,
-)
-
-
-#: Where Stripe's API is: a stand-in such as stripe-mock in development and tests.
-API_BASE = Setting(
-    "LETSGO_STRIPE_API_BASE", None, optional,
-    "Base URL of Stripe's API for those fetches (stripe-mock, a test stand-in); unset: the stripe SDK's.",
-)
 
 
 class StripeApiError(WorkerError):

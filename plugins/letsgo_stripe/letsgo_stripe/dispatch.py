@@ -25,13 +25,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import threading
-import weakref
 from typing import TYPE_CHECKING, Any
 
-from host import Setting, WorkerError, seconds
-from letsgo_stripe.events import StripeEventPayload
-from letsgo_stripe.handlers import HandlerEntry, StripeHandlers, collect_handlers
+from host import WorkerError
+from letsgo_stripe.events import StripeEventPayload, mode_prefix
+from letsgo_stripe.handlers import HandlerEntry, stripe_handlers
+from letsgo_stripe.settings import IN_PROGRESS_SECONDS
 from letsgo_stripe.thin import handler_type as thin_handler_type
 
 if TYPE_CHECKING:
@@ -43,44 +42,8 @@ if TYPE_CHECKING:
 DONE_TTL_SECONDS = 7 * 24 * 3600
 
 
-def _optional_seconds(value: str) -> float | None:
-    return seconds(1, 43200)(value) if value else None
-
-
-#: Overrides how long a running handler's record holds off duplicates.
-IN_PROGRESS_SECONDS = Setting(
-    "LETSGO_STRIPE_IN_PROGRESS_SECONDS", None, _optional_seconds,
-    "Seconds a running Stripe handler holds off duplicates; unset: the remaining Lambda time, else the visibility timeout.",
-)
-
-
 class StripeHandlerError(WorkerError):
     """One or more handlers of a Stripe event failed; the message is retried."""
-
-
-_tables: weakref.WeakKeyDictionary[Worker, StripeHandlers] = weakref.WeakKeyDictionary()
-_tables_lock = threading.Lock()
-
-
-def install(worker: Worker) -> StripeHandlers:
-    """Collect ``worker``'s Stripe handlers (at start-up); a registration error stops start-up."""
-    table = collect_handlers(worker)
-    with _tables_lock:
-        _tables[worker] = table
-    return table
-
-
-def forget(worker: Worker) -> None:
-    """Drop the handler table of a stopped worker."""
-    with _tables_lock:
-        _tables.pop(worker, None)
-
-
-def stripe_handlers(worker: Worker) -> StripeHandlers:
-    """Every Stripe handler of ``worker``, with the plugin that registered it (collected now if start-up did not)."""
-    with _tables_lock:
-        table = _tables.get(worker)
-    return table if table is not None else install(worker)
 
 
 def idempotency_store(worker: Worker) -> Any:
@@ -95,11 +58,6 @@ def build_event(values: dict[str, Any]) -> stripe.Event:
     import stripe
 
     return stripe.Event.construct_from(values, stripe.api_key or None)
-
-
-def mode_prefix(mode: str | None) -> str:
-    """``"[TEST]"`` or ``"[LIVE]"``, as LetsGo prefixes its Stripe notifications."""
-    return f"[{mode or 'TEST'}]"
 
 
 def notify_unhandled(event: stripe.Event, ctx: MessageContext) -> None:

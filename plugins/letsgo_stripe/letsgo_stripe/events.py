@@ -46,6 +46,11 @@ KNOWN_EVENT_TYPES: frozenset[str] = frozenset(SUBSCRIPTION_LIFECYCLE_TYPES + ("c
 StripeMode = Literal["LIVE", "TEST"]
 
 
+def mode_prefix(mode: str | None) -> str:
+    """``"[TEST]"`` or ``"[LIVE]"``, as LetsGo prefixes its Stripe notifications."""
+    return f"[{mode or 'TEST'}]"
+
+
 class StripeEventData(BaseModel):
     """``data`` of a Stripe event: the object the event is about."""
 

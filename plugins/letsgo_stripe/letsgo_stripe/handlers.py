@@ -1,15 +1,17 @@
 """The table of Stripe event handlers: which plugin handles which Stripe event type.
 
 Built once per worker from every ``letsgo_stripe_handlers`` implementation, so
-each handler is recorded with the plugin that registered it.
+each handler is recorded with the plugin that registered it, and kept for that
+worker until it stops.
 """
 
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from host import RegistrationError, StartupError
 
@@ -25,8 +27,8 @@ class RegisterStripeHandler(Protocol):
     def __call__(self, event_type: str, handler: StripeHandler) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class HandlerEntry:
+# A named tuple: a dataclass writes and compiles its methods when it is defined, which every worker's start would pay for.
+class HandlerEntry(NamedTuple):
     """One handler of one Stripe event type and where it came from."""
 
     event_type: str
@@ -108,3 +110,28 @@ def collect_handlers(worker: Worker) -> StripeHandlers:
                 f"plugin {impl.plugin!r} failed while registering Stripe handlers: {type(error).__name__}: {error}"
             ) from error
     return table
+
+
+_tables: weakref.WeakKeyDictionary[Worker, StripeHandlers] = weakref.WeakKeyDictionary()
+_tables_lock = threading.Lock()
+
+
+def install(worker: Worker) -> StripeHandlers:
+    """Collect ``worker``'s Stripe handlers (at start-up); a registration error stops start-up."""
+    table = collect_handlers(worker)
+    with _tables_lock:
+        _tables[worker] = table
+    return table
+
+
+def forget(worker: Worker) -> None:
+    """Drop the handler table of a stopped worker."""
+    with _tables_lock:
+        _tables.pop(worker, None)
+
+
+def stripe_handlers(worker: Worker) -> StripeHandlers:
+    """Every Stripe handler of ``worker``, with the plugin that registered it (collected now if start-up did not)."""
+    with _tables_lock:
+        table = _tables.get(worker)
+    return table if table is not None else install(worker)

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from host import escape_mrkdwn_line
-from letsgo_stripe.dispatch import mode_prefix
-from letsgo_stripe.events import TENANT_ID_METADATA_KEY
+from letsgo_stripe.events import TENANT_ID_METADATA_KEY, mode_prefix
 from letsgo_stripe.money import format_amount
 
 if TYPE_CHECKING:

@@ -19,22 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from host import Setting, optional
 from letsgo_stripe.events import MESSAGE_TYPE, THIN_EVENT_OBJECT, StripeMode
+from letsgo_stripe.settings import LIVE_WEBHOOK_KEY, TEST_WEBHOOK_KEY
 
 if TYPE_CHECKING:
     from host import Request, Response, Settings
 
 WEBHOOK_PATH = "/stripe/webhook"
 
-#: The signing secret of the test-mode webhook endpoint (or of ``stripe listen``).
-TEST_WEBHOOK_KEY = Setting(
-    "LETSGO_STRIPE_TEST_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, test mode.", secret=True
-)
-#: The signing secret of the live-mode webhook endpoint.
-LIVE_WEBHOOK_KEY = Setting(
-    "LETSGO_STRIPE_LIVE_WEBHOOK_KEY", None, optional, "Stripe webhook signing secret, live mode.", secret=True
-)
 #: Stripe's own default: a signature older than this is refused (replay protection).
 TOLERANCE_SECONDS = 300
 
