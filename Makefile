@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml constraints.txt requirements-dev.txt $(addsuffix /pypro
 run: setup
 	$(BIN)/letsgo-worker serve
 
+# The suite runs in 3 processes (pytest-xdist): most of its time is spent waiting on servers, subprocesses
+# and chromium, so 3 on 2 cores beat 2. Whole files go to one process, so a module's servers start once.
+# Serially: `make test PYTEST_ARGS=`; one file: `make test PYTEST_ARGS=tests/test_config.py`.
+PYTEST_ARGS ?= -n 3 --dist loadfile
+
 test: setup chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	sh bench/setup.sh
