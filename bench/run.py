@@ -124,8 +124,9 @@ def machine() -> dict[str, str]:
 TARGET_HEADER = ["scenario", "target", "before", "measured", "target", "verdict"]
 #: Where the "before" column comes from, printed under the targets table.
 BEFORE_NOTE = (
-    "**before**: the figure before the current round of work. Scenarios 1, 2 and 2b (the Lambda hot path): the "
-    "previous full run, 2026-12-01 08:38 (commit ae38e14). "
+    "**before**: the figure before the current round of work. Scenarios 1, 2 and 2b (the Lambda hot path): a full "
+    "run of commit eeb8b09, where this round began, on 2026-12-01 (scenario 2 with the Lambda back-off still on, "
+    "see its description); the run before that (commit ae38e14) is compared in bench/FINDINGS.md. "
     "The others: the full run of 2026-11-28 (commit fe2ea2b); "
     "the comparison with the Node reference, which that run did not have, from the wrk measurement that asked for "
     "it (letsgo vs Node at 1, 16 and 64 connections: 1.4k vs 15.1k, 3.4k vs 14.9k, 5.5k vs 16.3k req/s)."
