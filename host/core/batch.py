@@ -238,32 +238,26 @@ class _Batch:
                 for chain in running:
                     chain.task.cancel()
                 break
-            wake = self._next_timeout(running)
+            expiries = [expiry for chain in running if (expiry := self._expiry(chain)) is not None]
+            wake = max(0.0, min(expiries) - time.perf_counter()) if expiries else None
             if budget is not None:
                 wake = budget if wake is None else min(wake, budget)
             await asyncio.wait([chain.task for chain in running], timeout=wake)
+            now = time.perf_counter()
             for chain in running:
-                if not chain.task.done() and self._overdue(chain):
+                expiry = self._expiry(chain)
+                if not chain.task.done() and expiry is not None and now >= expiry:
                     self._time_out(chain)
                     stopped.append(chain.task)
             running = [chain for chain in running if not chain.task.done() and chain.task not in stopped]
         if stopped:
             await cancel_grace(stopped, self.deadline)
 
-    def _next_timeout(self, chains: list[_Chain]) -> float | None:
-        """Seconds until the soonest handler timeout of the chains' running records; None when none can time out."""
-        if self.handler_timeout is None:
+    def _expiry(self, chain: _Chain) -> float | None:
+        """When the chain's running record reaches the handler timeout (``time.perf_counter()``); None: it cannot."""
+        if self.handler_timeout is None or chain.running is None:
             return None
-        starts = [self.started[chain.running] for chain in chains if chain.running is not None]
-        if not starts:
-            return None
-        return max(0.0, min(starts) + self.handler_timeout - time.perf_counter())
-
-    def _overdue(self, chain: _Chain) -> bool:
-        return (
-            self.handler_timeout is not None and chain.running is not None
-            and time.perf_counter() - self.started[chain.running] >= self.handler_timeout
-        )
+        return self.started[chain.running] + self.handler_timeout
 
     def _time_out(self, chain: _Chain) -> None:
         """Fail the chain's running record as timed out, cancel the chain, and skip the rest of a FIFO group."""
